@@ -1,0 +1,29 @@
+"""The project's Dagster definitions: ingest assets and checks over one lakehouse root."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from dagster_defs.ingest.assets import ingest_assets
+from dagster_defs.ingest.checks import ingest_checks
+from dagster_defs.ingest.partitions import sources_partitions
+from dagster_defs.resources import lakehouse_resource
+from lakehouse.config import Config
+
+INGEST_JOB = "ingest"
+
+
+def build_defs(config: Config) -> dg.Definitions:
+    """Definitions wired to ``config``'s lakehouse root."""
+    ingest_job = dg.define_asset_job(
+        INGEST_JOB,
+        selection=dg.AssetSelection.assets(*ingest_assets),
+        partitions_def=sources_partitions,
+        description="Ingest one source folder: videos → annotations → clips → keyframes.",
+    )
+    return dg.Definitions(
+        assets=ingest_assets,
+        asset_checks=ingest_checks,
+        jobs=[ingest_job],
+        resources={"lakehouse": lakehouse_resource(config)},
+    )

@@ -1,0 +1,1 @@
+"""Ingest domain: source folders → videos, annotations, clips, keyframes, quarantine."""

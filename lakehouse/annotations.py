@@ -1,0 +1,302 @@
+"""The ``annotations`` stage: import a source's annotation files, one row per annotated clip.
+
+Each row is resolved to a video of the source (by path relative to the annotation file, to the
+source folder, or by unique file name). A row whose video is not here is still kept, with its URI
+and ``video_found = false``: annotation-only catalogs are normal at scale. Every field of the
+row is kept verbatim in ``fields_json``; known fields also get typed columns.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from lakehouse import ids
+from lakehouse import quarantine as q
+from lakehouse.annotation_files import (
+    HUMANNET_KEYS,
+    HUMANNET_MAPPING,
+    ColumnMapping,
+    Record,
+    detect_format,
+    read_records,
+    sniff_pickle,
+)
+from lakehouse.schemas import ANNOTATION_TEXT_FIELDS
+from lakehouse.stage import StageResult, record_issues
+from lakehouse.timecode import TimeParseError, parse_time
+
+if TYPE_CHECKING:
+    from lakehouse.sources import Source
+    from lakehouse.store import Lakehouse
+
+VIEWPOINT_VALUES = {
+    "ego": "ego", "egocentric": "ego", "first-person": "ego", "first_person": "ego",
+    "fpv": "ego", "1st": "ego", "exo": "exo", "exocentric": "exo", "third-person": "exo",
+    "third_person": "exo", "tpv": "exo", "3rd": "exo",
+}  # fmt: skip
+
+
+class RowError(ValueError):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class VideoIndex:
+    """The source's videos, findable by absolute path, relative path or unique file name."""
+
+    by_path: dict[str, dict[str, Any]]
+    by_name: dict[str, list[dict[str, Any]]]
+
+    @classmethod
+    def build(cls, rows: list[dict[str, Any]], root: str) -> VideoIndex:
+        by_path: dict[str, dict[str, Any]] = {}
+        by_name: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in rows:
+            for rel in [row["relpath"], *(row.get("aliases") or [])]:
+                path = os.path.normpath(os.path.join(root, rel))
+                by_path[path] = row
+                by_name[os.path.basename(rel)].append(row)
+        return cls(by_path, by_name)
+
+    def find(self, candidates: list[str]) -> dict[str, Any] | None:
+        for path in candidates:
+            row = self.by_path.get(os.path.normpath(path))
+            if row is not None:
+                return row
+        matches = {r["video_id"]: r for r in self.by_name.get(os.path.basename(candidates[0]), [])}
+        return next(iter(matches.values())) if len(matches) == 1 else None
+
+
+def import_annotations(lh: Lakehouse, source: Source, *, run_id: str) -> StageResult:
+    """Import every annotation file of ``source`` into ``annotations``."""
+    videos = lh.read("videos", filter=source.scope).to_pylist()
+    index = VideoIndex.build(videos, source.uri)
+    rows: dict[str, dict[str, Any]] = {}
+    issues: list[q.Issue] = []
+    files_read = 0
+    for path in source.annotation_files:
+        if not os.path.isfile(path):
+            issues.append(q.Issue("annotations", path, q.UNREADABLE, "annotation file is missing"))
+            continue
+        if sniff_pickle(path):
+            issues.append(
+                q.Issue(
+                    "annotations",
+                    path,
+                    q.PICKLE_REFUSED,
+                    "pickled data is never loaded; convert it to JSONL or CSV",
+                )
+            )
+            continue
+        fmt = detect_format(path, source.mapping)
+        if fmt is None:
+            issues.append(
+                q.Issue(
+                    "annotations",
+                    path,
+                    q.UNSUPPORTED_FORMAT,
+                    "unsupported annotation format; use .jsonl, .json, .csv or .tsv",
+                )
+            )
+            continue
+        files_read += 1
+        _import_file(path, fmt, source, index, rows, issues, run_id)
+    write = lh.sync("annotations", list(rows.values()), scope=source.scope)
+    count, reasons = record_issues(lh, source, ("annotations",), issues, run_id)
+    found = sum(1 for r in rows.values() if r["video_found"])
+    return StageResult(
+        "annotations",
+        source.name,
+        "annotations",
+        write,
+        rows=lh.count("annotations", source.scope),
+        quarantined=count,
+        reasons=reasons,
+        details={"files": files_read, "video_found": found, "video_missing": len(rows) - found},
+    )
+
+
+def _import_file(
+    path: str,
+    fmt: str,
+    source: Source,
+    index: VideoIndex,
+    rows: dict[str, dict[str, Any]],
+    issues: list[q.Issue],
+    run_id: str,
+) -> None:
+    mapping: ColumnMapping | None = None
+    seen_ids: set[str] = set()
+    for item in read_records(path, fmt):
+        if isinstance(item, q.Issue):
+            issues.append(item)
+            continue
+        if mapping is None:
+            mapping = _mapping_for(fmt, source.mapping, item)
+        try:
+            row = _to_row(item, mapping, path, source, index, run_id)
+        except RowError as exc:
+            issues.append(
+                q.Issue("annotations", path, exc.code, str(exc), f"line {item.line_number}")
+            )
+            continue
+        if row["annotation_id"] in seen_ids:
+            issues.append(
+                q.Issue(
+                    "annotations",
+                    path,
+                    q.BAD_ROW,
+                    f"duplicate clip id {row['external_id']!r} in this file; the first is kept",
+                    f"line {item.line_number}",
+                )
+            )
+            continue
+        seen_ids.add(row["annotation_id"])
+        rows[row["annotation_id"]] = row
+
+
+def _mapping_for(fmt: str, configured: ColumnMapping, first: Record) -> ColumnMapping:
+    if fmt == "humannet" or (
+        configured.format == "auto" and fmt == "jsonl" and HUMANNET_KEYS <= set(first.values)
+    ):
+        base = HUMANNET_MAPPING
+    else:
+        base = configured
+    return base.resolved(list(first.values))
+
+
+def _to_row(
+    record: Record,
+    mapping: ColumnMapping,
+    path: str,
+    source: Source,
+    index: VideoIndex,
+    run_id: str,
+) -> dict[str, Any]:
+    values = record.values
+    ref = values.get(mapping.file) if mapping.file else None
+    if not isinstance(ref, str) or not ref.strip():
+        raise RowError(
+            q.MISSING_VIDEO_REF,
+            f"row names no video (expected a column like {mapping.file or 'file'!r})",
+        )
+    ref = ref.strip()
+    candidates = [ref] if os.path.isabs(ref) else [
+        os.path.join(os.path.dirname(path), ref),
+        os.path.join(source.uri, ref),
+    ]
+    video = index.find(candidates)
+    uri = video["uri"] if video else os.path.normpath(candidates[0])
+    video_id = video["video_id"] if video else ids.video_id_from_uri(uri)
+    fps = _fps(values, mapping, video)
+    start, end, span_kind = _span(values, mapping, fps, video)
+    external_id = _text(values.get(mapping.clip_id)) if mapping.clip_id else None
+    key = external_id or f"line {record.line_number}"
+    typed = {
+        name: _text(values.get(column))
+        for name, column in mapping.fields.items()
+        if name in ANNOTATION_TEXT_FIELDS
+    }
+    return {
+        "annotation_id": ids.stable_id(source.name, path, key),
+        "clip_id": ids.clip_id(video_id, start, end),
+        "video_id": video_id,
+        "source": source.name,
+        "annotation_source": path,
+        "line_number": record.line_number,
+        "external_id": external_id,
+        "video_ref": ref,
+        "uri": uri,
+        "video_found": video is not None,
+        "start_s": start,
+        "end_s": end,
+        "span_kind": span_kind,
+        "viewpoint": _viewpoint(values.get(mapping.viewpoint) if mapping.viewpoint else None),
+        "quality_score": _float(values.get("quality_score")),
+        "text_truncated": values.get("text_truncated")
+        if isinstance(values.get("text_truncated"), bool)
+        else None,
+        **{name: typed.get(name) for name in ANNOTATION_TEXT_FIELDS},
+        "fields_json": json.dumps(values, ensure_ascii=False, sort_keys=True),
+        "run_id": run_id,
+    }
+
+
+def _fps(values: dict[str, Any], mapping: ColumnMapping, video: dict | None) -> float | None:
+    if isinstance(mapping.fps, int | float):
+        return float(mapping.fps)
+    if isinstance(mapping.fps, str):
+        value = _float(values.get(mapping.fps))
+        if value and value > 0:
+            return value
+    return video["fps"] if video and video.get("fps") else None
+
+
+def _span(
+    values: dict[str, Any], mapping: ColumnMapping, fps: float | None, video: dict | None
+) -> tuple[float, float | None, str]:
+    start_raw = values.get(mapping.start) if mapping.start else None
+    end_raw = values.get(mapping.end) if mapping.end else None
+    if mapping.span == "whole_file" or (start_raw is None and end_raw is None):
+        duration = video["duration_s"] if video else _float(values.get("duration_s"))
+        return 0.0, duration, "whole_file"
+    if start_raw is None or end_raw is None:
+        raise RowError(q.BAD_SPAN, "row has a start without an end (or an end without a start)")
+    try:
+        start = parse_time(start_raw, _unit(mapping, mapping.start), fps)
+        end = parse_time(end_raw, _unit(mapping, mapping.end), fps)
+    except TimeParseError as exc:
+        raise RowError(q.BAD_SPAN, f"cannot read the clip span: {exc}") from None
+    if math.isnan(start) or math.isnan(end) or math.isinf(start) or math.isinf(end):
+        raise RowError(q.NAN_SPAN, "clip span is NaN or infinite")
+    if start < 0 or end < 0:
+        raise RowError(q.NEGATIVE_SPAN, f"clip span is negative ({start:g} s to {end:g} s)")
+    if end <= start:
+        raise RowError(q.INVERTED_SPAN, f"clip span ends before it starts ({start:g} s to {end:g} s)")
+    if video and video.get("duration_s"):
+        slack = 1.0 / (video.get("fps") or 30.0) + 1e-3
+        if start >= video["duration_s"] or end > video["duration_s"] + slack:
+            raise RowError(
+                q.SPAN_OUT_OF_RANGE,
+                f"clip span {start:g}-{end:g} s lies outside the video "
+                f"({video['duration_s']:g} s long)",
+            )
+        end = min(end, video["duration_s"])
+    return round(start, 6), round(end, 6), "annotated"
+
+
+def _unit(mapping: ColumnMapping, column: str | None) -> str:
+    if mapping.time_unit != "auto":
+        return "seconds" if mapping.time_unit == "timestamp" else mapping.time_unit
+    return "frames" if column and "frame" in column.lower() else "seconds"
+
+
+def _viewpoint(value: Any) -> str | None:
+    if value is None:
+        return None
+    return VIEWPOINT_VALUES.get(str(value).strip().lower(), "unknown")
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, list | dict) else str(value)
+
+
+def _float(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number

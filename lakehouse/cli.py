@@ -1,0 +1,237 @@
+"""The ``lakehouse`` command line.
+
+Every command takes ``--root`` (and ``--config``), before or after the command name. A user's
+mistake prints one sentence on stderr and exits with status 2, without a traceback. Heavy
+libraries are imported inside the commands, so ``lakehouse --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from lakehouse.errors import LakehouseError
+
+
+class State:
+    def __init__(self) -> None:
+        self.root: str | None = None
+        self.config_file: str | None = None
+        self.verbose = 0
+
+    def config(self) -> Any:
+        from lakehouse.config import Config
+
+        return Config.load(root=self.root, config_file=self.config_file)
+
+    def lakehouse(self) -> Any:
+        from lakehouse.store import Lakehouse
+
+        return Lakehouse(self.config())
+
+
+def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--root`` / ``--config`` accepted after the command name too."""
+
+    @click.option("--root", "root", default=None, help="Lakehouse root (folder or s3:// URI).")
+    @click.option("--config", "config_file", default=None, help="Configuration TOML file.")
+    @click.pass_obj
+    @functools.wraps(func)
+    def wrapper(state: State, root: str | None, config_file: str | None, **kwargs: Any) -> Any:
+        if root:
+            state.root = root
+        if config_file:
+            state.config_file = config_file
+        return func(state, **kwargs)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--root", default=None, help="Lakehouse root (default: $LAKEHOUSE_ROOT or ./lakehouse_data).")
+@click.option("--config", "config_file", default=None, help="Configuration TOML file.")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.version_option(package_name="video-lakehouse", prog_name="lakehouse")
+@click.pass_context
+def cli(ctx: click.Context, root: str | None, config_file: str | None, verbose: int) -> None:
+    """A video-clip lakehouse: ingest video folders, query clips with SQL."""
+    state = ctx.ensure_object(State)
+    state.root, state.config_file, state.verbose = root, config_file, verbose
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--annotations", "-a", multiple=True, help="Annotation file (JSONL/CSV); repeatable.")
+@click.option("--source", "-s", default=None, help="Source name (default: the folder's name).")
+@click.option("--viewpoint", type=click.Choice(["ego", "exo", "unknown"]), default=None,
+              help="Viewpoint of clips whose annotations do not say.")  # fmt: skip
+@click.option("--mapping", default=None, help="Column mapping TOML for CSV/JSONL annotations.")
+@common_options
+def ingest(
+    state: State,
+    folder: str,
+    annotations: tuple[str, ...],
+    source: str | None,
+    viewpoint: str | None,
+    mapping: str | None,
+) -> None:
+    """Ingest a folder of videos (and annotation files) as one source, through Dagster."""
+    from lakehouse.annotation_files import ColumnMapping
+    from lakehouse.sources import register_source
+
+    config = state.config()
+    from lakehouse.store import Lakehouse
+
+    lh = Lakehouse(config)
+    src = register_source(
+        lh,
+        folder,
+        name=source,
+        annotations=list(annotations),
+        viewpoint=viewpoint,
+        mapping=ColumnMapping.load(mapping) if mapping else None,
+    )
+    click.echo(f"Ingesting {src.uri} as source {src.name!r} into {lh.root} …", err=True)
+    report = _run_ingest(config, src.name, state.verbose)
+    click.echo(_format_report(report))
+
+
+def _run_ingest(config: Any, source: str, verbose: int) -> Any:
+    import logging
+
+    from dagster_defs.runner import run_ingest
+
+    level = logging.DEBUG if verbose else logging.INFO
+    logging.getLogger("dagster").setLevel(level)
+    return run_ingest(config, source, log_level=level)
+
+
+def _format_report(report: Any) -> str:
+    lines = [f"Dagster run {report.run_id}: {'succeeded' if report.success else 'failed'}"]
+    for asset in report.assets:
+        m = asset.metadata
+        line = (
+            f"  {asset.asset:<12} {m.get('rows_in_source', 0):>7} rows"
+            f"  (+{m.get('inserted', 0)} new, {m.get('updated', 0)} updated,"
+            f" {m.get('deleted', 0)} removed)  version {m.get('table_version')}"
+        )
+        if m.get("quarantined"):
+            line += f"  quarantined: {m['quarantined']}"
+        lines.append(line)
+    for check in report.checks:
+        status = "passed" if check.passed else f"FAILED ({check.severity})"
+        lines.append(f"  check {check.asset}.{check.check}: {status}")
+    return "\n".join(lines)
+
+
+@cli.command()
+@common_options
+def tables(state: State) -> None:
+    """List the tables with their row counts and versions."""
+    lh = state.lakehouse()
+    infos = lh.info()
+    if not infos:
+        click.echo(f"No tables yet in {lh.root}; run `lakehouse ingest DIR` or `lakehouse demo`.")
+        return
+    width = max(len(t.name) for t in infos)
+    click.echo(f"{'table'.ljust(width)}  {'rows':>9}  {'version':>7}  uri")
+    for t in infos:
+        click.echo(f"{t.name.ljust(width)}  {t.rows:>9}  {t.version:>7}  {t.uri}")
+
+
+@cli.command()
+@common_options
+def sources(state: State) -> None:
+    """List the registered sources (one Dagster partition each)."""
+    from lakehouse.sources import list_sources
+
+    for src in list_sources(state.lakehouse()):
+        files = ", ".join(src.annotation_files) or "no annotation files"
+        click.echo(f"{src.name}: {src.uri} ({files}; viewpoint {src.viewpoint})")
+
+
+@cli.command()
+@click.argument("query")
+@click.option("--format", "-f", "fmt", default="table",
+              type=click.Choice(["table", "csv", "json", "parquet"]), help="Output format.")  # fmt: skip
+@click.option("--out", "-o", default=None, help="Write to this file instead of stdout.")
+@click.option("--param", "-p", "params", multiple=True, help="Bound parameter for ? (repeatable).")
+@common_options
+def sql(state: State, query: str, fmt: str, out: str | None, params: tuple[str, ...]) -> None:
+    """Run one read-only SQL query (or a .sql file) over the lakehouse tables and views."""
+    from lakehouse.output import emit
+    from lakehouse.sql import read_query_arg
+
+    lh = state.lakehouse()
+    table = lh.sql(read_query_arg(query), list(params) or None)
+    emit(table, fmt, out, sys.stdout)
+    if out:
+        click.echo(f"Wrote {table.num_rows} rows to {out}", err=True)
+
+
+@cli.command()
+@click.option("--source", "-s", default=None, help="Only this source.")
+@common_options
+def quarantine(state: State, source: str | None) -> None:
+    """Show every input that could not be used, with its stage and reason."""
+    from lakehouse.output import to_text_table
+
+    query = "select source, stage, reason_code, input_uri, locator, message from quarantine"
+    params = None
+    if source:
+        query += " where source = ?"
+        params = [source]
+    table = state.lakehouse().sql(query + " order by source, stage, input_uri, locator", params)
+    click.echo(to_text_table(table), nl=False)
+
+
+@cli.command()
+@common_options
+def config(state: State) -> None:
+    """Print the effective configuration as JSON."""
+    import json
+
+    click.echo(json.dumps(state.config().to_dict(), indent=2, default=str))
+
+
+@cli.command()
+@click.option("--corpus", default="./demo_corpus", show_default=True,
+              help="Where to generate the demo videos.")  # fmt: skip
+@common_options
+def demo(state: State, corpus: str) -> None:
+    """Generate a small synthetic corpus, ingest it through Dagster and query it."""
+    from lakehouse.demo import run_demo
+
+    run_demo(state.config(), corpus, echo=click.echo, verbose=state.verbose)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user errors become one line on stderr and exit status 2."""
+    try:
+        cli.main(args=argv, prog_name="lakehouse", standalone_mode=False, obj=State())
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except LakehouseError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except (PermissionError, FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+        # the environment, not a bug: name the path and the problem in one line
+        click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
+        sys.exit(2)
+    except BrokenPipeError:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""The ``clips`` stage: virtual spans of videos (nothing is re-encoded).
+
+Clips come from annotation spans when a video has annotations; otherwise from the scene cuts
+found while probing, with short scenes merged and long ones split into fixed windows (between
+``min_clip_s`` and ``max_clip_s``). A clip's id is ``ids.clip_id(video_id, start_s, end_s)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+from lakehouse import ids
+from lakehouse.stage import StageResult
+
+if TYPE_CHECKING:
+    from lakehouse.config import IngestSettings
+    from lakehouse.sources import Source
+    from lakehouse.store import Lakehouse
+
+
+def segment(
+    duration: float,
+    cuts: list[float],
+    *,
+    min_s: float,
+    max_s: float,
+    window_s: float,
+) -> list[tuple[float, float, str]]:
+    """Split ``[0, duration)`` at scene cuts, merging short scenes and windowing long ones.
+
+    Returns ``(start, end, how)`` with ``how`` in ``scene_cut``, ``fixed_window``,
+    ``whole_video``.
+    """
+    if duration <= 0:
+        return []
+    bounds = [0.0, *sorted(c for c in cuts if 0.0 < c < duration), duration]
+    scenes: list[list[float]] = []
+    for start, end in zip(bounds, bounds[1:], strict=False):
+        if scenes and (end - start < min_s or scenes[-1][1] - scenes[-1][0] < min_s):
+            scenes[-1][1] = end
+        else:
+            scenes.append([start, end])
+    if len(scenes) > 1 and scenes[-1][1] - scenes[-1][0] < min_s:
+        scenes[-2][1] = scenes.pop()[1]
+    has_cuts = len(scenes) > 1
+    out: list[tuple[float, float, str]] = []
+    for start, end in scenes:
+        length = end - start
+        if length <= max_s:
+            how = "scene_cut" if has_cuts else "whole_video"
+            out.append((start, end, how))
+            continue
+        parts = max(1, math.ceil(length / min(window_s, max_s)))
+        step = length / parts
+        for i in range(parts):
+            out.append((start + i * step, start + (i + 1) * step if i < parts - 1 else end,
+                        "fixed_window"))  # fmt: skip
+    return out
+
+
+def build_clips(lh: Lakehouse, source: Source, *, run_id: str) -> StageResult:
+    """Derive the clips of ``source`` from its annotations and videos."""
+    settings = lh.config.ingest
+    videos = {r["video_id"]: r for r in lh.read("videos", filter=source.scope).to_pylist()}
+    annotations = lh.read("annotations", filter=source.scope).to_pylist()
+    by_clip: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for ann in sorted(annotations, key=lambda a: (a["annotation_source"], a["line_number"])):
+        by_clip[ann["clip_id"]].append(ann)
+    rows: dict[str, dict[str, Any]] = {}
+    for clip_id, anns in by_clip.items():
+        rows[clip_id] = _annotated_clip(clip_id, anns, videos.get(anns[0]["video_id"]), source)
+    annotated_videos = {a["video_id"] for a in annotations}
+    for video in videos.values():
+        if video["video_id"] not in annotated_videos:
+            for row in _segmented_clips(video, source, settings):
+                rows[row["clip_id"]] = row
+    for row in rows.values():
+        row["run_id"] = run_id
+    write = lh.sync("clips", list(rows.values()), scope=source.scope)
+    kinds: dict[str, int] = defaultdict(int)
+    for row in rows.values():
+        kinds[row["segmentation"]] += 1
+    return StageResult(
+        "clips",
+        source.name,
+        "clips",
+        write,
+        rows=lh.count("clips", source.scope),
+        details={
+            "by_segmentation": dict(sorted(kinds.items())),
+            "not_probed": sum(1 for r in rows.values() if r["probe_status"] != "ok"),
+        },
+    )
+
+
+def _first(anns: list[dict[str, Any]], key: str) -> Any:
+    return next((a[key] for a in anns if a.get(key) is not None), None)
+
+
+def _annotated_clip(
+    clip_id: str, anns: list[dict[str, Any]], video: dict[str, Any] | None, source: Source
+) -> dict[str, Any]:
+    start, end = anns[0]["start_s"], anns[0]["end_s"]
+    fps = video["fps"] if video else None
+    viewpoint = _first(anns, "viewpoint") or source.viewpoint
+    return {
+        "clip_id": clip_id,
+        "video_id": anns[0]["video_id"],
+        "source": source.name,
+        "uri": anns[0]["uri"],
+        "probe_status": "ok" if video else "not_probed",
+        "start_s": start,
+        "end_s": end,
+        "duration_s": None if end is None else round(end - start, 6),
+        "start_frame": round(start * fps) if fps else None,
+        "end_frame": round(end * fps) if fps and end is not None else None,
+        "fps": fps,
+        "viewpoint": viewpoint,
+        "segmentation": "annotation",
+        "external_id": _first(anns, "external_id"),
+        "source_video_id": _first(anns, "source_video_id"),
+        "taxonomy_l1": _first(anns, "taxonomy_l1"),
+        "taxonomy_l2": _first(anns, "taxonomy_l2"),
+        "taxonomy_l3": _first(anns, "taxonomy_l3"),
+        "quality_score": _first(anns, "quality_score"),
+    }
+
+
+def _segmented_clips(
+    video: dict[str, Any], source: Source, settings: IngestSettings
+) -> list[dict[str, Any]]:
+    fps = video["fps"] or 30.0
+    spans = segment(
+        video["duration_s"] or 0.0,
+        list(video.get("scene_cuts_s") or []),
+        min_s=settings.min_clip_s,
+        max_s=settings.max_clip_s,
+        window_s=settings.fixed_window_s,
+    )
+    out = []
+    for start, end, how in spans:
+        start_frame, end_frame = round(start * fps), round(end * fps)
+        if end >= video["duration_s"]:
+            end_frame = video["num_frames"] or end_frame
+        start_s = round(start_frame / fps, 6)
+        end_s = round(min(end_frame / fps, video["duration_s"]), 6)
+        out.append(
+            {
+                "clip_id": ids.clip_id(video["video_id"], start_s, end_s),
+                "video_id": video["video_id"],
+                "source": source.name,
+                "uri": video["uri"],
+                "probe_status": "ok",
+                "start_s": start_s,
+                "end_s": end_s,
+                "duration_s": round(end_s - start_s, 6),
+                "start_frame": start_frame,
+                "end_frame": end_frame,
+                "fps": video["fps"],
+                "viewpoint": source.viewpoint,
+                "segmentation": how,
+                "external_id": None,
+                "source_video_id": None,
+                "taxonomy_l1": None,
+                "taxonomy_l2": None,
+                "taxonomy_l3": None,
+                "quality_score": None,
+            }
+        )
+    return out

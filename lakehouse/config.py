@@ -1,0 +1,212 @@
+"""The one place that decides configuration: lakehouse root, limits, models, folders.
+
+Precedence, lowest first: built-in defaults, a TOML file (``--config``, ``$LAKEHOUSE_CONFIG`` or
+``./lakehouse.toml``), environment variables (``LAKEHOUSE_ROOT``, ``DAGSTER_HOME``), then explicit
+arguments such as the CLI's ``--root``. No other module reads the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from lakehouse.errors import ConfigError
+
+DEFAULT_ROOT = "./lakehouse_data"
+CONFIG_FILE_NAME = "lakehouse.toml"
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+# Container formats PyAV can read that people store video in. Used only to decide which files
+# that are *not* videos by content are worth a quarantine row (a text file named .mp4 is
+# reported; a README beside the videos is silently ignored).
+VIDEO_EXTENSIONS = (
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
+    ".flv", ".wmv", ".asf", ".3gp", ".ogv", ".vob", ".y4m", ".h264", ".hevc", ".265", ".264",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """Discovery, probing and segmentation."""
+
+    workers: int = 2
+    probe_timeout_s: float = 120.0
+    worker_memory_mb: int = 4096
+    verify_decode: bool = True
+    scene_threshold: float = 0.18
+    scene_sample_fps: float = 10.0
+    min_clip_s: float = 2.0
+    max_clip_s: float = 30.0
+    fixed_window_s: float = 10.0
+    max_decode_errors: int = 0
+
+
+@dataclass(frozen=True)
+class KeyframeSettings:
+    """How many frames to keep per clip and how to store them."""
+
+    interval_s: float = 2.0
+    max_per_clip: int = 8
+    short_side: int = 224
+    jpeg_quality: int = 80
+    seek_overhead_frames: int = 12
+    timeout_s: float = 600.0
+
+    def fingerprint(self) -> str:
+        """A short hash of the settings that change which frames are stored."""
+        key = f"{self.interval_s}|{self.max_per_clip}|{self.short_side}|{self.jpeg_quality}"
+        return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class SqlSettings:
+    """Limits for user SQL."""
+
+    memory_limit: str = "2GB"
+    timeout_s: float = 120.0
+    threads: int = 2
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which models embed clips and captions (see ``lakehouse models``)."""
+
+    clip_arch: str = "ViT-B-32"
+    clip_pretrained: str = "laion2b_s34b_b79k"
+    clip_checkpoint: str | None = None
+    text_model: str = "all-MiniLM-L6-v2"
+    text_model_path: str | None = None
+    device: str = "auto"
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a lakehouse run needs to know; build it with :meth:`Config.load`."""
+
+    root: str = DEFAULT_ROOT
+    dagster_home: str | None = None
+    storage_options: dict[str, str] = field(default_factory=dict)
+    subset_dirs: tuple[str, ...] = ()
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    keyframes: KeyframeSettings = field(default_factory=KeyframeSettings)
+    sql: SqlSettings = field(default_factory=SqlSettings)
+    models: ModelSettings = field(default_factory=ModelSettings)
+
+    @property
+    def is_local(self) -> bool:
+        """True when the root is a folder on this machine rather than an object store."""
+        return "://" not in self.root or self.root.startswith("file://")
+
+    @property
+    def dagster_home_path(self) -> Path:
+        """Where Dagster keeps run history for this lakehouse (created on demand)."""
+        if self.dagster_home:
+            return Path(self.dagster_home)
+        if self.is_local:
+            return Path(_strip_file_scheme(self.root)) / ".dagster"
+        digest = hashlib.sha256(self.root.encode()).hexdigest()[:12]
+        return Path.home() / ".cache" / "video-lakehouse" / f"dagster-{digest}"
+
+    @property
+    def sql_dirs(self) -> dict[str, Path]:
+        """The project's SQL folders."""
+        return {"views": PROJECT_DIR / "sql" / "views", "subsets": PROJECT_DIR / "sql" / "subsets"}
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        root: str | os.PathLike[str] | None = None,
+        config_file: str | os.PathLike[str] | None = None,
+        env: dict[str, str] | None = None,
+        **overrides: Any,
+    ) -> Config:
+        """Build the configuration from defaults, a TOML file, the environment and arguments."""
+        env = dict(os.environ) if env is None else env
+        data: dict[str, Any] = {}
+        path = config_file or env.get("LAKEHOUSE_CONFIG")
+        if path is None and Path(CONFIG_FILE_NAME).is_file():
+            path = CONFIG_FILE_NAME
+        if path is not None:
+            data = _read_toml(Path(path))
+        if env.get("LAKEHOUSE_ROOT"):
+            data["root"] = env["LAKEHOUSE_ROOT"]
+        if env.get("DAGSTER_HOME") and "dagster_home" not in data:
+            data["dagster_home"] = env["DAGSTER_HOME"]
+        if root is not None:
+            data["root"] = os.fspath(root)
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        """Build from a plain mapping (the TOML layout); unknown keys are an error."""
+        sections = {
+            "ingest": IngestSettings,
+            "keyframes": KeyframeSettings,
+            "sql": SqlSettings,
+            "models": ModelSettings,
+        }
+        kwargs: dict[str, Any] = {}
+        known = {f.name for f in fields(cls)}
+        for key, value in data.items():
+            if key not in known:
+                raise ConfigError(
+                    f"Unknown configuration key {key!r}; valid keys are {sorted(known)}."
+                )
+            if key in sections and isinstance(value, dict):
+                kwargs[key] = _build_section(sections[key], key, value)
+            elif key == "subset_dirs":
+                kwargs[key] = tuple(str(v) for v in value)
+            else:
+                kwargs[key] = value
+        config = cls(**kwargs)
+        return replace(config, root=normalize_root(config.root))
+
+    def with_root(self, root: str | os.PathLike[str]) -> Config:
+        """A copy pointing at another lakehouse root."""
+        return replace(self, root=normalize_root(os.fspath(root)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain mapping of every setting (used by ``lakehouse config`` and Dagster)."""
+        return dataclasses.asdict(self)
+
+
+def normalize_root(root: str) -> str:
+    """Make a local root absolute; leave object-store URIs (``s3://…``) untouched."""
+    if not root:
+        raise ConfigError("The lakehouse root is empty; pass --root DIR or set LAKEHOUSE_ROOT.")
+    if "://" in root and not root.startswith("file://"):
+        return root.rstrip("/")
+    return str(Path(_strip_file_scheme(root)).expanduser().resolve())
+
+
+def _strip_file_scheme(root: str) -> str:
+    return root[len("file://") :] if root.startswith("file://") else root
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"Configuration file {path} does not exist; check the path.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"Configuration file {path} is not valid TOML ({exc}); fix it.") from None
+    return data.get("lakehouse", data)
+
+
+def _build_section(section_cls: type, name: str, values: dict[str, Any]) -> Any:
+    known = {f.name: f for f in fields(section_cls)}
+    for key in values:
+        if key not in known:
+            raise ConfigError(
+                f"Unknown setting {name}.{key}; valid settings are {sorted(known)}."
+            )
+    return section_cls(**values)

@@ -1,0 +1,224 @@
+"""The ``keyframes`` stage: a few frames per clip, stored as small JPEG thumbnails.
+
+Decoding dominates the cost of a large corpus, so frames are sampled by the file's GOP layout
+(keyframe times recorded while probing). Reading sample times in order, the decoder seeks to the
+keyframe before the next sample only when that keyframe lies ahead of where decoding already is
+(by more than a small seek overhead); otherwise it keeps decoding and drops frames. On long-GOP
+sources that means decode-and-drop, on short-GOP sources one seek per sample: each is the cheap
+choice where it applies (``bench/bench_keyframes.py`` measures both against a full decode).
+"""
+
+from __future__ import annotations
+
+import bisect
+import io
+import math
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+from lakehouse import quarantine as q
+from lakehouse.stage import Progress, StageResult, no_progress, record_issues
+from lakehouse.store import WriteResult, in_list
+from lakehouse.workers import run_supervised
+
+if TYPE_CHECKING:
+    from lakehouse.config import KeyframeSettings
+    from lakehouse.sources import Source
+    from lakehouse.store import Lakehouse
+
+FLUSH_ROWS = 2000
+
+
+def sample_times(start_s: float, end_s: float, interval_s: float, max_per_clip: int) -> list[float]:
+    """Sample times for a clip: one per ``interval_s`` (at least 1, at most ``max_per_clip``),
+    each at the middle of an equal share of the clip."""
+    duration = max(end_s - start_s, 0.0)
+    n = min(max(1, math.ceil(duration / interval_s - 1e-9)), max_per_clip)
+    return [round(start_s + (i + 0.5) * duration / n, 6) for i in range(n)]
+
+
+def plan_reads(
+    targets: list[float], keyframes: list[float], seek_overhead_s: float
+) -> list[tuple[float, str]]:
+    """For sorted sample times, decide per sample whether to seek or keep decoding.
+
+    Returns ``(keyframe_time_to_seek_to_or_-1, "seek"|"sequential")`` per target.
+    """
+    plan = []
+    position = -math.inf
+    for t in targets:
+        i = bisect.bisect_right(keyframes, t + 1e-6) - 1
+        kf = keyframes[i] if i >= 0 else 0.0
+        if position == -math.inf or kf > position + seek_overhead_s or t < position:
+            plan.append((kf, "seek"))
+        else:
+            plan.append((-1.0, "sequential"))
+        position = max(t, kf)
+    return plan
+
+
+def extract_video_keyframes(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """Worker entry point: decode the sample frames of one video and encode thumbnails."""
+    import av
+
+    targets = sorted(payload["targets"], key=lambda x: x[2])
+    times = [t for _, _, t in targets]
+    fps = payload["fps"] or 30.0
+    half = 0.5 / fps
+    offset = payload.get("start_time_s") or 0.0
+    plan = plan_reads(times, payload["keyframe_times_s"] or [0.0], payload["seek_overhead_s"])
+    out: list[dict[str, Any]] = []
+    with av.open(payload["path"]) as container:
+        vs = container.streams.video[0]
+        vs.thread_type = "AUTO"
+        frames = None
+        prev = last = None
+        for (clip_id, idx, t), (kf, how) in zip(targets, plan, strict=True):
+            if how == "seek" or frames is None:
+                container.seek(max(0, int((kf + offset) / vs.time_base)), stream=vs, backward=True)
+                frames = container.decode(vs)
+                prev = last = None
+            if last is None or last[0] < t - half:
+                for frame in frames:
+                    prev, last = last, (frame.time - offset, frame)
+                    if last[0] >= t - half:
+                        break
+            if last is None:
+                raise RuntimeError(f"no frame could be decoded near {t:.3f} s")
+            best = last
+            if prev is not None and abs(prev[0] - t) < abs(last[0] - t):
+                best = prev
+            image, width, height = _thumbnail(best[1], payload)
+            out.append(
+                {
+                    "clip_id": clip_id,
+                    "idx": idx,
+                    "time_s": round(best[0], 6),
+                    "width": width,
+                    "height": height,
+                    "jpeg": image,
+                    "sampler": how,
+                }
+            )
+    return out
+
+
+def _thumbnail(frame: Any, payload: dict[str, Any]) -> tuple[bytes, int, int]:
+    short = payload["short_side"]
+    w, h = frame.width, frame.height
+    scale = min(1.0, short / min(w, h))
+    tw, th = max(2, round(w * scale / 2) * 2), max(2, round(h * scale / 2) * 2)
+    image = frame.reformat(width=tw, height=th, format="rgb24").to_image()
+    rotation = payload.get("rotation") or 0
+    if rotation:
+        image = image.rotate(rotation, expand=True)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=payload["jpeg_quality"])
+    return buffer.getvalue(), image.width, image.height
+
+
+def extract_keyframes(
+    lh: Lakehouse, source: Source, *, run_id: str, progress: Progress = no_progress
+) -> StageResult:
+    """Extract keyframes for the clips of ``source`` that lack them (under current settings)."""
+    settings = lh.config.keyframes
+    fingerprint = settings.fingerprint()
+    clips = lh.read("clips", filter=f"{source.scope} AND probe_status = 'ok'").to_pylist()
+    existing = lh.read(
+        "keyframes", columns=["keyframe_id", "clip_id", "settings"], filter=source.scope
+    ).to_pylist()
+    current = {c["clip_id"] for c in clips}
+    done = {r["clip_id"] for r in existing if r["settings"] == fingerprint}
+    stale = [
+        r["keyframe_id"]
+        for r in existing
+        if r["clip_id"] not in current or r["settings"] != fingerprint
+    ]
+    videos = {v["video_id"]: v for v in lh.read("videos", filter=source.scope).to_pylist()}
+    tasks = _tasks([c for c in clips if c["clip_id"] not in done], videos, settings)
+    clip_video = {c["clip_id"]: c["video_id"] for c in clips}
+    clip_start = {c["clip_id"]: c["start_s"] for c in clips}
+    issues: list[q.Issue] = []
+    pending: list[dict[str, Any]] = []
+    inserted = 0
+    progress(0, len(tasks), f"keyframes for {len(tasks)} video(s)")
+    outcomes = run_supervised(
+        "lakehouse.keyframes:extract_video_keyframes",
+        tasks,
+        workers=lh.config.ingest.workers,
+        timeout_s=settings.timeout_s,
+        memory_mb=lh.config.ingest.worker_memory_mb,
+    )
+    for n, outcome in enumerate(outcomes, start=1):
+        video_id, clip_ids = outcome.key
+        progress(n, len(tasks), videos[video_id]["relpath"])
+        if not outcome.ok:
+            code = q.TIMEOUT if outcome.error_code == "timeout" else q.DECODE_ERROR
+            for clip_id in clip_ids:
+                issues.append(
+                    q.Issue("keyframes", videos[video_id]["uri"], code, outcome.message, clip_id)
+                )
+            continue
+        for row in outcome.value:
+            pending.append(
+                {
+                    **row,
+                    "keyframe_id": f"{row['clip_id']}:{fingerprint}:{row['idx']}",
+                    "video_id": clip_video[row["clip_id"]],
+                    "source": source.name,
+                    "clip_time_s": round(row["time_s"] - clip_start[row["clip_id"]], 6),
+                    "settings": fingerprint,
+                    "run_id": run_id,
+                }
+            )
+        if len(pending) >= FLUSH_ROWS:
+            inserted += lh.upsert("keyframes", pending, update=False).inserted
+            pending = []
+    write = lh.upsert("keyframes", pending, update=False)
+    inserted += write.inserted
+    deleted = lh.delete("keyframes", in_list("keyframe_id", stale)) if stale else 0
+    count, reasons = record_issues(lh, source, ("keyframes",), issues, run_id)
+    return StageResult(
+        "keyframes",
+        source.name,
+        "keyframes",
+        WriteResult("keyframes", inserted=inserted, deleted=deleted, version=write.version),
+        rows=lh.count("keyframes", source.scope),
+        quarantined=count,
+        reasons=reasons,
+        details={"videos_decoded": len(tasks), "settings": fingerprint},
+    )
+
+
+def _tasks(
+    clips: list[dict[str, Any]], videos: dict[str, dict[str, Any]], settings: KeyframeSettings
+) -> list[tuple[tuple[str, list[str]], dict[str, Any]]]:
+    by_video: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for clip in clips:
+        if clip["video_id"] in videos and clip["end_s"] is not None:
+            by_video[clip["video_id"]].append(clip)
+    tasks = []
+    for video_id, vclips in sorted(by_video.items()):
+        video = videos[video_id]
+        fps = video["fps"] or 30.0
+        targets = []
+        for clip in vclips:
+            # keep samples inside the clip's last frame
+            end = max(clip["start_s"], clip["end_s"] - 1.0 / fps)
+            times = sample_times(clip["start_s"], end + 1.0 / fps, settings.interval_s,
+                                 settings.max_per_clip)  # fmt: skip
+            targets.extend((clip["clip_id"], i, min(t, end)) for i, t in enumerate(times))
+        payload = {
+            "path": video["uri"],
+            "fps": video["fps"],
+            "start_time_s": video.get("start_time_s") or 0.0,
+            "rotation": video.get("rotation") or 0,
+            "keyframe_times_s": list(video.get("keyframe_times_s") or []),
+            "targets": targets,
+            "seek_overhead_s": settings.seek_overhead_frames / fps,
+            "short_side": settings.short_side,
+            "jpeg_quality": settings.jpeg_quality,
+        }
+        key = (video_id, [c["clip_id"] for c in vclips])
+        tasks.append((key, payload))
+    return tasks

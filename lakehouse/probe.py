@@ -1,0 +1,222 @@
+"""Probe one video file with PyAV: identity, stream metadata, GOP layout, scene cuts, integrity.
+
+Runs inside a supervised worker (``lakehouse.workers``), which enforces the per-file time and
+memory limits. With ``verify_decode`` every frame is decoded once: that pass counts frames
+exactly, records keyframe times and a tiny luma signature per frame for scene-cut detection, and
+catches corruption that only shows while decoding. PyAV decodes some damaged streams without
+raising, so FFmpeg's error log is captured during the pass and counted as decode errors too.
+"""
+
+from __future__ import annotations
+
+import statistics
+from fractions import Fraction
+from typing import Any
+
+from lakehouse import quarantine as q
+from lakehouse.ids import hash_file, video_id_from_sha256
+
+PROBE_VERSION = "probe-1"
+SIGNATURE_SIZE = (32, 18)
+
+
+def probe_file(payload: dict[str, Any]) -> dict[str, Any]:
+    """Probe ``payload['path']``; returns ``{'ok': True, 'video': {...}}`` or an error dict."""
+    import av
+    import av.logging
+
+    path = payload["path"]
+    sha = hash_file(path)
+    base = {"sha256": sha, "video_id": video_id_from_sha256(sha)}
+    av.logging.set_level(av.logging.ERROR)
+    with av.logging.Capture(local=False) as logs:
+        try:
+            container = av.open(path, metadata_errors="ignore")
+        except av.error.FFmpegError as exc:
+            return _fail(base, q.UNREADABLE_CONTAINER, _ffmpeg_message(exc, logs))
+        try:
+            return _probe_open(container, payload, base, logs)
+        except av.error.FFmpegError as exc:
+            return _fail(base, q.DECODE_ERROR, _ffmpeg_message(exc, logs))
+        finally:
+            container.close()
+
+
+def _probe_open(container: Any, payload: dict[str, Any], base: dict, logs: list) -> dict:
+    streams = [
+        s
+        for s in container.streams.video
+        if not (s.disposition and "attached_pic" in str(s.disposition).lower())
+    ]
+    if not streams:
+        kinds = sorted({s.type for s in container.streams})
+        return _fail(base, q.NO_VIDEO_STREAM, f"no video stream (streams: {kinds or 'none'})")
+    vs = streams[0]
+    ctx = vs.codec_context
+    rate = vs.average_rate or vs.guessed_rate or vs.base_rate
+    audio = container.streams.audio
+    info: dict[str, Any] = {
+        "container": container.format.name,
+        "codec": ctx.name,
+        "pix_fmt": ctx.pix_fmt,
+        "width": ctx.width,
+        "height": ctx.height,
+        "fps": float(rate) if rate else None,
+        "has_audio": bool(audio),
+        "audio_codec": audio[0].codec_context.name if audio else None,
+        "bit_rate": container.bit_rate or None,
+        "rotation": 0,
+        "probe_version": PROBE_VERSION,
+    }
+    header_frames = vs.frames or 0
+    if payload.get("verify_decode", True):
+        scan = _decode_scan(container, vs, payload)
+    else:
+        scan = _packet_scan(container, vs)
+    errors = [m for m in _log_lines(logs) if m]
+    if scan["error"]:
+        return _fail(base, q.DECODE_ERROR, scan["error"])
+    if scan["count"] == 0:
+        detail = f"; FFmpeg said: {errors[0]}" if errors else ""
+        return _fail(base, q.NO_FRAMES, "no frame could be decoded" + detail)
+    if len(errors) + scan["corrupt"] > payload.get("max_decode_errors", 0):
+        first = errors[0] if errors else f"{scan['corrupt']} frame(s) flagged corrupt"
+        return _fail(
+            base,
+            q.DECODE_ERROR,
+            f"{len(errors) + scan['corrupt']} decode error(s) while reading frames; first: {first}",
+        )
+    if header_frames and scan["count"] < header_frames - 1 and payload.get("verify_decode", True):
+        return _fail(
+            base,
+            q.DECODE_ERROR,
+            f"truncated: decoded {scan['count']} of the {header_frames} frames the header lists",
+        )
+    info.update(scan["info"])
+    if not info["fps"] and info["duration_s"]:
+        info["fps"] = scan["count"] / info["duration_s"]
+    return {"ok": True, "video": {**base, **info}}
+
+
+def _decode_scan(container: Any, vs: Any, payload: dict[str, Any]) -> dict[str, Any]:
+    import av
+    import numpy as np
+
+    vs.thread_type = "AUTO"
+    sample_every = 1.0 / max(payload.get("scene_sample_fps", 30.0), 1e-6)
+    times: list[float] = []
+    key_times: list[float] = []
+    signatures: list[tuple[float, Any]] = []
+    corrupt = 0
+    rotation = 0
+    last_sample = -1e9
+    try:
+        for packet in container.demux(vs):
+            for frame in packet.decode():
+                t = frame.time
+                if t is None:
+                    t = times[-1] + (1.0 / float(vs.average_rate or 30)) if times else 0.0
+                if not times:
+                    rotation = int(frame.rotation or 0)
+                times.append(t)
+                if frame.key_frame:
+                    key_times.append(t)
+                if frame.is_corrupt:
+                    corrupt += 1
+                if t - last_sample >= sample_every - 1e-6:
+                    last_sample = t
+                    small = frame.reformat(
+                        width=SIGNATURE_SIZE[0], height=SIGNATURE_SIZE[1], format="gray"
+                    )
+                    signatures.append((t, small.to_ndarray().astype(np.float32)))
+    except av.error.FFmpegError as exc:
+        return {"error": f"decoding failed after {len(times)} frames: {exc}", "count": len(times)}
+    info = _timing(times, key_times, vs)
+    info["rotation"] = rotation
+    info["decode_verified"] = True
+    start = times[0] if times else 0.0
+    info["scene_cuts_s"] = [
+        round(t - start, 6) for t in detect_cuts(signatures, payload.get("scene_threshold", 0.18))
+    ]
+    return {"error": None, "count": len(times), "corrupt": corrupt, "info": info}
+
+
+def _packet_scan(container: Any, vs: Any) -> dict[str, Any]:
+    times: list[float] = []
+    key_times: list[float] = []
+    for packet in container.demux(vs):
+        if packet.size == 0 or packet.pts is None:
+            continue
+        t = float(packet.pts * packet.time_base)
+        times.append(t)
+        if packet.is_keyframe:
+            key_times.append(t)
+    times.sort()
+    info = _timing(times, key_times, vs)
+    info.update(decode_verified=False, scene_cuts_s=[])
+    return {"error": None, "count": len(times), "corrupt": 0, "info": info}
+
+
+def _timing(times: list[float], key_times: list[float], vs: Any) -> dict[str, Any]:
+    if not times:
+        return {"num_frames": 0, "duration_s": 0.0}
+    start = times[0]
+    deltas = [b - a for a, b in zip(times, times[1:], strict=False) if b > a]
+    step = statistics.median(deltas) if deltas else _rate_step(vs)
+    is_vfr = bool(deltas) and (max(deltas) - min(deltas)) > 0.5 * step
+    key_rel = sorted({round(t - start, 6) for t in key_times})
+    gaps = [b - a for a, b in zip(key_rel, key_rel[1:], strict=False)]
+    duration = (times[-1] - start) + step
+    return {
+        "num_frames": len(times),
+        "duration_s": round(duration, 6),
+        "start_time_s": round(start, 6),
+        "is_vfr": is_vfr,
+        "keyframe_times_s": key_rel,
+        "gop_s": round(statistics.mean(gaps), 6) if gaps else round(duration, 6),
+    }
+
+
+def _rate_step(vs: Any) -> float:
+    rate = vs.average_rate or vs.guessed_rate
+    return float(1 / Fraction(rate)) if rate else 1 / 30
+
+
+def detect_cuts(signatures: list[tuple[float, Any]], threshold: float) -> list[float]:
+    """Scene cuts from per-frame luma signatures.
+
+    A cut is a jump in mean absolute luma difference that is both above ``threshold`` (0-1)
+    and well above the recent level of motion, so fast camera motion alone is not a cut.
+    """
+    import numpy as np
+
+    cuts: list[float] = []
+    recent: list[float] = []
+    for (_, a), (t, b) in zip(signatures, signatures[1:], strict=False):
+        score = float(np.mean(np.abs(b - a))) / 255.0
+        level = float(np.median(recent)) if recent else 0.0
+        if score > threshold and score > 3.0 * level + 0.02:
+            cuts.append(t)
+            recent.clear()
+        else:
+            recent.append(score)
+            del recent[:-15]
+    return cuts
+
+
+def _log_lines(logs: list) -> list[str]:
+    out = []
+    for entry in logs:
+        message = entry[2] if isinstance(entry, tuple) and len(entry) >= 3 else str(entry)
+        out.append(str(message).strip())
+    return out
+
+
+def _ffmpeg_message(exc: Exception, logs: list) -> str:
+    lines = _log_lines(logs)
+    text = getattr(exc, "strerror", None) or str(exc)
+    return f"{text}; FFmpeg said: {lines[0]}" if lines else str(text)
+
+
+def _fail(base: dict, code: str, message: str) -> dict[str, Any]:
+    return {"ok": False, **base, "reason_code": code, "message": message}

@@ -1,0 +1,193 @@
+"""Arrow schemas of the lakehouse tables, one Lance dataset each.
+
+The key column of every table carries Lance's unenforced-primary-key metadata, so concurrent
+``merge_insert`` calls of the same new keys cannot both insert (see DEVELOPERS.md pitfalls).
+Column meanings are documented in ``docs/tables.md``.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+PK_METADATA = {"lance-schema:unenforced-primary-key": "true"}
+
+
+def _key(name: str) -> pa.Field:
+    return pa.field(name, pa.string(), nullable=False, metadata=PK_METADATA)
+
+
+def _ts(name: str) -> pa.Field:
+    return pa.field(name, pa.timestamp("us", tz="UTC"))
+
+
+SOURCES = pa.schema(
+    [
+        _key("source"),
+        pa.field("uri", pa.string()),
+        pa.field("annotation_files", pa.list_(pa.string())),
+        pa.field("viewpoint", pa.string()),
+        pa.field("settings_json", pa.string()),
+        _ts("registered_at"),
+        _ts("updated_at"),
+    ]
+)
+
+VIDEOS = pa.schema(
+    [
+        _key("video_id"),
+        pa.field("source", pa.string()),
+        pa.field("uri", pa.string()),
+        pa.field("relpath", pa.string()),
+        pa.field("aliases", pa.list_(pa.string())),
+        pa.field("sha256", pa.string()),
+        pa.field("size_bytes", pa.int64()),
+        pa.field("mtime", pa.float64()),
+        pa.field("container", pa.string()),
+        pa.field("codec", pa.string()),
+        pa.field("pix_fmt", pa.string()),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("fps", pa.float64()),
+        pa.field("num_frames", pa.int64()),
+        pa.field("duration_s", pa.float64()),
+        pa.field("start_time_s", pa.float64()),
+        pa.field("rotation", pa.int32()),
+        pa.field("has_audio", pa.bool_()),
+        pa.field("audio_codec", pa.string()),
+        pa.field("bit_rate", pa.int64()),
+        pa.field("is_vfr", pa.bool_()),
+        pa.field("gop_s", pa.float64()),
+        pa.field("keyframe_times_s", pa.list_(pa.float64())),
+        pa.field("scene_cuts_s", pa.list_(pa.float64())),
+        pa.field("decode_verified", pa.bool_()),
+        pa.field("probe_version", pa.string()),
+        _ts("probed_at"),
+        pa.field("run_id", pa.string()),
+    ]
+)
+
+CLIPS = pa.schema(
+    [
+        _key("clip_id"),
+        pa.field("video_id", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("uri", pa.string()),
+        pa.field("probe_status", pa.string()),
+        pa.field("start_s", pa.float64()),
+        pa.field("end_s", pa.float64()),
+        pa.field("duration_s", pa.float64()),
+        pa.field("start_frame", pa.int64()),
+        pa.field("end_frame", pa.int64()),
+        pa.field("fps", pa.float64()),
+        pa.field("viewpoint", pa.string()),
+        pa.field("segmentation", pa.string()),
+        pa.field("external_id", pa.string()),
+        pa.field("source_video_id", pa.string()),
+        pa.field("taxonomy_l1", pa.string()),
+        pa.field("taxonomy_l2", pa.string()),
+        pa.field("taxonomy_l3", pa.string()),
+        pa.field("quality_score", pa.float64()),
+        pa.field("run_id", pa.string()),
+    ]
+)
+
+# Typed annotation fields; everything the annotation file held is also kept verbatim in
+# ``fields_json``, so no field is ever lost.
+ANNOTATION_TEXT_FIELDS = (
+    "short_caption",
+    "long_caption",
+    "semantic_motion",
+    "motion_sequence",
+    "environment",
+    "subject_id",
+    "subject_sex",
+    "subject_ip",
+    "subject_appearance",
+    "spatial_progression",
+    "gait",
+    "expression",
+    "taxonomy_l1",
+    "taxonomy_l2",
+    "taxonomy_l3",
+    "text_panel_note",
+    "source_video_id",
+)
+
+ANNOTATIONS = pa.schema(
+    [
+        _key("annotation_id"),
+        pa.field("clip_id", pa.string()),
+        pa.field("video_id", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("annotation_source", pa.string()),
+        pa.field("line_number", pa.int64()),
+        pa.field("external_id", pa.string()),
+        pa.field("video_ref", pa.string()),
+        pa.field("uri", pa.string()),
+        pa.field("video_found", pa.bool_()),
+        pa.field("start_s", pa.float64()),
+        pa.field("end_s", pa.float64()),
+        pa.field("span_kind", pa.string()),
+        pa.field("viewpoint", pa.string()),
+        pa.field("quality_score", pa.float64()),
+        pa.field("text_truncated", pa.bool_()),
+        *[pa.field(name, pa.string()) for name in ANNOTATION_TEXT_FIELDS],
+        pa.field("fields_json", pa.string()),
+        pa.field("run_id", pa.string()),
+    ]
+)
+
+KEYFRAMES = pa.schema(
+    [
+        _key("keyframe_id"),
+        pa.field("clip_id", pa.string()),
+        pa.field("video_id", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("idx", pa.int32()),
+        pa.field("time_s", pa.float64()),
+        pa.field("clip_time_s", pa.float64()),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("jpeg", pa.binary()),
+        pa.field("sampler", pa.string()),
+        pa.field("settings", pa.string()),
+        pa.field("run_id", pa.string()),
+    ]
+)
+
+QUARANTINE = pa.schema(
+    [
+        _key("quarantine_id"),
+        pa.field("source", pa.string()),
+        pa.field("stage", pa.string()),
+        pa.field("input_uri", pa.string()),
+        pa.field("locator", pa.string()),
+        pa.field("reason_code", pa.string()),
+        pa.field("message", pa.string()),
+        pa.field("size_bytes", pa.int64()),
+        pa.field("mtime", pa.float64()),
+        _ts("quarantined_at"),
+        pa.field("run_id", pa.string()),
+    ]
+)
+
+TABLES: dict[str, pa.Schema] = {
+    "sources": SOURCES,
+    "videos": VIDEOS,
+    "clips": CLIPS,
+    "annotations": ANNOTATIONS,
+    "keyframes": KEYFRAMES,
+    "quarantine": QUARANTINE,
+}
+
+
+def primary_key(schema: pa.Schema) -> str:
+    """The name of the schema's primary-key column."""
+    for f in schema:
+        if f.metadata and f.metadata.get(b"lance-schema:unenforced-primary-key") == b"true":
+            return f.name
+    raise ValueError("schema has no primary-key field")
+
+
+def empty_table(schema: pa.Schema) -> pa.Table:
+    return schema.empty_table()

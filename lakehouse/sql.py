@@ -1,0 +1,204 @@
+"""DuckDB over the lakehouse: every Lance table is a view, plus the views in ``sql/views``.
+
+User SQL runs in a locked-down connection: the Lance datasets are registered first, then
+external access is switched off and the configuration locked (in that order — DuckDB refuses
+the combination in ``connect(config=…)``). The connection cannot read or write files, install
+or load extensions, attach databases or change settings; a statement must be a single query
+(``SELECT``/``WITH``/``DESCRIBE``/``EXPLAIN``), and it runs under a memory and a time limit.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lakehouse import schemas
+from lakehouse.errors import QueryError, QueryRefusedError, QueryTimeoutError
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+    from lakehouse.store import Lakehouse
+
+VIEW_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+ALLOWED_STATEMENTS = ("SELECT", "EXPLAIN")
+
+
+class Session:
+    """A DuckDB connection over one lakehouse (optionally pinned to table versions)."""
+
+    def __init__(
+        self,
+        lh: Lakehouse,
+        *,
+        versions: Mapping[str, int | str] | None = None,
+        locked: bool = True,
+        views_dirs: Sequence[Path] | None = None,
+    ):
+        import duckdb
+
+        self.lh = lh
+        settings = lh.config.sql
+        self._tmp = tempfile.mkdtemp(prefix="lakehouse-duckdb-")
+        self.con = duckdb.connect(
+            ":memory:",
+            config={
+                "threads": settings.threads,
+                "memory_limit": settings.memory_limit,
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
+                "temp_directory": self._tmp,
+            },
+        )
+        self.versions: dict[str, int] = {}
+        self.tables = self._register_tables(versions or {})
+        self.views = self._create_views(views_dirs or [lh.config.sql_dirs["views"]])
+        self.locked = locked
+        if locked:
+            self.con.execute("SET enable_external_access = false")
+            self.con.execute("SET allow_community_extensions = false")
+            self.con.execute("SET lock_configuration = true")
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.con.close()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def _register_tables(self, versions: Mapping[str, int | str]) -> list[str]:
+        names = list(dict.fromkeys([*schemas.TABLES, *self.lh.table_names()]))
+        for name in names:
+            ds = self.lh.dataset(name, version=versions.get(name))
+            if ds is not None:
+                self.versions[name] = ds.version
+                self.con.register(name, ds)
+            elif name in schemas.TABLES:
+                self.con.register(name, schemas.TABLES[name].empty_table())
+        return names
+
+    def _create_views(self, dirs: Sequence[Path]) -> list[str]:
+        pending: dict[str, str] = {}
+        for folder in dirs:
+            for path in sorted(Path(folder).glob("*.sql")):
+                name = path.stem
+                if not VIEW_NAME.match(name):
+                    raise QueryError(f"View file {path} must be named like clip_facts.sql.")
+                pending[name] = path.read_text()
+        created: list[str] = []
+        # views may read each other: create in passes until nothing more resolves
+        while pending:
+            progress = False
+            errors: dict[str, str] = {}
+            for name, body in list(pending.items()):
+                try:
+                    self.con.execute(f"CREATE OR REPLACE VIEW {name} AS {_strip(body)}")
+                except Exception as exc:  # retried next pass; reported if it never resolves
+                    errors[name] = str(exc).splitlines()[0]
+                else:
+                    created.append(name)
+                    del pending[name]
+                    progress = True
+            if not progress:
+                name, message = next(iter(errors.items()))
+                raise QueryError(f"View {name} in sql/views does not compile: {message}")
+        return created
+
+    def query(
+        self,
+        sql: str,
+        params: Sequence[Any] | Mapping[str, Any] | None = None,
+        *,
+        timeout_s: float | None = None,
+    ) -> pa.Table:
+        """Run one read-only statement with bound parameters; return an Arrow table."""
+        import duckdb
+
+        check_statement(self.con, sql)
+        timeout = self.lh.config.sql.timeout_s if timeout_s is None else timeout_s
+        timer = threading.Timer(timeout, self.con.interrupt)
+        timer.daemon = True
+        timer.start()
+        try:
+            return self.con.sql(sql, params=params).to_arrow_table()
+        except duckdb.InterruptException:
+            raise QueryTimeoutError(
+                f"Query ran past the {timeout:g} s time limit; narrow it or raise sql.timeout_s."
+            ) from None
+        except duckdb.PermissionException as exc:
+            raise QueryRefusedError(f"Query refused: {_first_line(exc)}.") from None
+        except duckdb.OutOfMemoryException:
+            raise QueryError(
+                f"Query ran out of its {self.lh.config.sql.memory_limit} memory limit; "
+                "select fewer rows or columns."
+            ) from None
+        except duckdb.InvalidInputException as exc:
+            if "configuration has been locked" in str(exc):
+                raise QueryRefusedError(
+                    "Query refused: settings cannot be changed in the lakehouse SQL session."
+                ) from None
+            raise QueryError(f"Query failed: {_first_line(exc)}") from None
+        except duckdb.Error as exc:
+            raise QueryError(f"Query failed: {_first_line(exc)}") from None
+        finally:
+            timer.cancel()
+
+
+def check_statement(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Refuse anything but exactly one read-only statement."""
+    import duckdb
+
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise QueryError(f"Query does not parse: {_first_line(exc)}") from None
+    if not statements:
+        raise QueryError("Query is empty; pass one SELECT statement.")
+    if len(statements) > 1:
+        raise QueryRefusedError(
+            "Query refused: pass exactly one statement (found "
+            f"{len(statements)} separated by ';')."
+        )
+    kind = statements[0].type.name
+    if kind not in ALLOWED_STATEMENTS:
+        raise QueryRefusedError(
+            f"Query refused: {kind} statements are not allowed; only read-only SELECT queries run."
+        )
+
+
+def run_sql(
+    lh: Lakehouse,
+    sql: str,
+    params: Sequence[Any] | Mapping[str, Any] | None = None,
+    *,
+    versions: Mapping[str, int | str] | None = None,
+    timeout_s: float | None = None,
+) -> pa.Table:
+    """Open a locked session, run one query, close it."""
+    with Session(lh, versions=versions) as session:
+        return session.query(sql, params, timeout_s=timeout_s)
+
+
+def read_query_arg(text: str) -> str:
+    """A CLI argument is a query, or the path of a ``.sql`` file holding one."""
+    if text.strip().lower().endswith(".sql") and "\n" not in text and os.path.isfile(text):
+        return Path(text).read_text()
+    return text
+
+
+def _strip(body: str) -> str:
+    return body.strip().rstrip(";")
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

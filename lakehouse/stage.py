@@ -1,0 +1,63 @@
+"""What every ingest stage returns, and the shared step that records its quarantine rows."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lakehouse import quarantine as q
+from lakehouse.store import WriteResult, in_list
+
+if TYPE_CHECKING:
+    from lakehouse.sources import Source
+    from lakehouse.store import Lakehouse
+
+Progress = Callable[[int, int, str], None]
+
+
+def no_progress(done: int, total: int, message: str) -> None:
+    """The default progress callback: silent."""
+
+
+@dataclass
+class StageResult:
+    """Summary of one stage run over one source (turned into Dagster metadata)."""
+
+    stage: str
+    source: str
+    table: str
+    write: WriteResult
+    rows: int
+    quarantined: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        w = self.write
+        text = (
+            f"{self.stage}[{self.source}]: {self.rows} rows in {self.table} "
+            f"(+{w.inserted} new, {w.updated} updated, {w.deleted} removed)"
+        )
+        if self.quarantined:
+            text += f", {self.quarantined} quarantined {dict(self.reasons)}"
+        return text
+
+
+def record_issues(
+    lh: Lakehouse,
+    source: Source,
+    stages: Iterable[str],
+    issues: list[q.Issue],
+    run_id: str,
+) -> tuple[int, dict[str, int]]:
+    """Replace the quarantine rows of ``source`` for ``stages`` with ``issues``."""
+    rows = {}
+    for issue in issues:
+        row = issue.to_row(source.name, run_id)
+        rows.setdefault(row["quarantine_id"], row)
+    scope = f"{source.scope} AND {in_list('stage', stages)}"
+    lh.sync("quarantine", list(rows.values()), scope=scope)
+    reasons = Counter(r["reason_code"] for r in rows.values())
+    return len(rows), dict(sorted(reasons.items()))

@@ -1,0 +1,339 @@
+"""The lakehouse handle: one Lance dataset per table under the root, written by merging on keys.
+
+Every write is a ``merge_insert`` on the table's primary key, so re-running a step never adds
+duplicate rows; :meth:`Lakehouse.sync` additionally updates rows whose content changed and
+deletes rows that a step no longer produces within its scope (one source, one stage…).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from lakehouse import schemas
+from lakehouse.config import Config
+from lakehouse.errors import TableNotFoundError
+
+if TYPE_CHECKING:
+    import lance
+    import pyarrow as pa
+
+# Columns that record when/who wrote a row; a row whose other columns are unchanged is not
+# rewritten just because these differ.
+VOLATILE_COLUMNS = frozenset(
+    {"run_id", "probed_at", "quarantined_at", "updated_at", "registered_at", "created_at"}
+)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a merge did to a table."""
+
+    table: str
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    version: int | None = None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.inserted or self.updated or self.deleted)
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str
+    rows: int
+    version: int
+    uri: str
+
+
+def sql_literal(value: object) -> str:
+    """Quote a value for a Lance filter expression (Lance filters take no bound parameters)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def in_list(column: str, values: Iterable[object]) -> str:
+    items = sorted({sql_literal(v) for v in values})
+    return f"{column} IN ({', '.join(items)})" if items else "FALSE"
+
+
+class Lakehouse:
+    """A lakehouse root: tables are ``<root>/<name>.lance``."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.root = config.root
+        if config.is_local:
+            os.makedirs(self.root, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"Lakehouse(root={self.root!r})"
+
+    # -- tables -------------------------------------------------------------------------
+    def table_uri(self, name: str) -> str:
+        return f"{self.root}/{name}.lance"
+
+    def schema(self, name: str) -> pa.Schema:
+        try:
+            return schemas.TABLES[name]
+        except KeyError:
+            raise TableNotFoundError(
+                f"There is no table named {name!r}; known tables: {sorted(schemas.TABLES)}."
+            ) from None
+
+    def dataset(self, name: str, version: int | str | None = None) -> lance.LanceDataset | None:
+        """The Lance dataset of a table (at a version or tag), or None if it does not exist."""
+        import lance
+
+        uri = self.table_uri(name)
+        if self.config.is_local and not os.path.isdir(uri):
+            return None
+        try:
+            return lance.dataset(
+                uri, version=version, storage_options=self.config.storage_options or None
+            )
+        except (FileNotFoundError, ValueError) as exc:
+            if version is not None and self.dataset(name) is not None:
+                raise TableNotFoundError(
+                    f"Table {name!r} has no version {version!r}; see `lakehouse tables`."
+                ) from exc
+            return None
+        except OSError as exc:
+            if "not found" in str(exc).lower() or "does not exist" in str(exc).lower():
+                return None
+            raise
+
+    def ensure(self, name: str) -> lance.LanceDataset:
+        """Open a table, creating it empty (with its schema) if it does not exist yet."""
+        import lance
+
+        ds = self.dataset(name)
+        if ds is not None:
+            return ds
+        schema = self.schema(name)
+        try:
+            return lance.write_dataset(
+                schema.empty_table(),
+                self.table_uri(name),
+                mode="create",
+                storage_options=self.config.storage_options or None,
+            )
+        except OSError as exc:
+            if "already exists" not in str(exc):
+                raise
+            ds = self.dataset(name)
+            assert ds is not None
+            return ds
+
+    def exists(self, name: str) -> bool:
+        return self.dataset(name) is not None
+
+    def table_names(self) -> list[str]:
+        """Tables that exist under the root, known ones first."""
+        names = [n for n in schemas.TABLES if self.exists(n)]
+        if self.config.is_local and os.path.isdir(self.root):
+            extra = sorted(
+                e[: -len(".lance")]
+                for e in os.listdir(self.root)
+                if e.endswith(".lance") and e[: -len(".lance")] not in names
+            )
+            names.extend(extra)
+        return names
+
+    def info(self) -> list[TableInfo]:
+        out = []
+        for name in self.table_names():
+            ds = self.dataset(name)
+            if ds is not None:
+                out.append(TableInfo(name, ds.count_rows(), ds.version, self.table_uri(name)))
+        return out
+
+    def versions(self) -> dict[str, int]:
+        """The current version of every existing table."""
+        return {t.name: t.version for t in self.info()}
+
+    # -- reads --------------------------------------------------------------------------
+    def read(
+        self,
+        name: str,
+        *,
+        columns: Sequence[str] | None = None,
+        filter: str | None = None,
+        version: int | str | None = None,
+        limit: int | None = None,
+    ) -> pa.Table:
+        """Read a table (or an empty one with its schema if it does not exist)."""
+        ds = self.dataset(name, version=version)
+        if ds is None:
+            empty = self.schema(name).empty_table()
+            return empty.select(list(columns)) if columns else empty
+        return ds.to_table(columns=list(columns) if columns else None, filter=filter, limit=limit)
+
+    def count(self, name: str, filter: str | None = None) -> int:
+        ds = self.dataset(name)
+        return 0 if ds is None else ds.count_rows(filter=filter)
+
+    # -- writes -------------------------------------------------------------------------
+    def to_arrow(self, name: str, rows: Sequence[Mapping[str, Any]] | pa.Table) -> pa.Table:
+        import pyarrow as pa
+
+        schema = self.schema(name)
+        if isinstance(rows, pa.Table):
+            return rows.select(schema.names).cast(schema)
+        return pa.Table.from_pylist([_clean_row(r, schema.names) for r in rows], schema=schema)
+
+    def upsert(
+        self,
+        name: str,
+        rows: Sequence[Mapping[str, Any]] | pa.Table,
+        *,
+        update: bool = True,
+    ) -> WriteResult:
+        """Insert rows whose key is new; with ``update``, replace rows whose key exists."""
+        data = self.to_arrow(name, rows)
+        if data.num_rows == 0:
+            return WriteResult(name)
+        ds = self.ensure(name)
+        builder = ds.merge_insert(schemas.primary_key(self.schema(name)))
+        if update:
+            builder = builder.when_matched_update_all()
+        stats = _execute(builder.when_not_matched_insert_all(), data)
+        return WriteResult(
+            name,
+            inserted=stats["num_inserted_rows"],
+            updated=stats["num_updated_rows"],
+            version=self.dataset(name).version,
+        )
+
+    def sync(
+        self,
+        name: str,
+        rows: Sequence[Mapping[str, Any]] | pa.Table,
+        *,
+        scope: str,
+        compare: bool = True,
+        delete: bool = True,
+    ) -> WriteResult:
+        """Make the rows matching ``scope`` equal to ``rows`` in one commit.
+
+        New keys are inserted, keys whose content changed are updated (``compare``), and keys
+        within ``scope`` that ``rows`` no longer holds are deleted (unless ``delete`` is false).
+        Unchanged rows are not rewritten, so a re-run that finds nothing new commits nothing.
+        """
+        data = self.to_arrow(name, rows)
+        schema = self.schema(name)
+        key = schemas.primary_key(schema)
+        ds = self.ensure(name)
+        columns = [f.name for f in schema if compare or f.name == key]
+        if compare:
+            import pyarrow as pa
+
+            columns = [
+                c
+                for c in columns
+                if c not in VOLATILE_COLUMNS and not pa.types.is_binary(schema.field(c).type)
+            ]
+        existing = ds.to_table(columns=columns, filter=scope)
+        old = {row[key]: row for row in existing.to_pylist()}
+        new_keys = data.column(key).to_pylist()
+        stale = set(old) - set(new_keys) if delete else set()
+        wanted = []
+        for i, k in enumerate(new_keys):
+            if k not in old:
+                wanted.append(i)
+            elif compare:
+                row = {c: data.column(c)[i].as_py() for c in columns}
+                if not _rows_equal(row, old[k]):
+                    wanted.append(i)
+        if not wanted and not stale:
+            return WriteResult(name, version=ds.version)
+        source = data.take(wanted) if wanted else schema.empty_table()
+        builder = ds.merge_insert(key).when_matched_update_all().when_not_matched_insert_all()
+        if stale:
+            builder = builder.when_not_matched_by_source_delete(
+                f"({scope}) AND {in_list(key, stale)}"
+            )
+        stats = _execute(builder, source)
+        return WriteResult(
+            name,
+            inserted=stats["num_inserted_rows"],
+            updated=stats["num_updated_rows"],
+            deleted=stats["num_deleted_rows"],
+            version=self.dataset(name).version,
+        )
+
+    # -- conveniences ----------------------------------------------------------------
+    def sql(self, query: str, params: Any = None, **kwargs: Any) -> pa.Table:
+        """Run one read-only SQL query over the tables and views (see ``lakehouse.sql``)."""
+        from lakehouse.sql import run_sql
+
+        return run_sql(self, query, params, **kwargs)
+
+    def ingest(
+        self,
+        folder: str | os.PathLike[str],
+        *,
+        source: str | None = None,
+        annotations: Sequence[str] | None = None,
+        viewpoint: str | None = None,
+        run_id: str | None = None,
+    ) -> list[Any]:
+        """Register ``folder`` as a source and run every ingest stage on it (no Dagster)."""
+        from lakehouse.pipeline import run_stages
+        from lakehouse.sources import register_source
+
+        src = register_source(
+            self, folder, name=source, annotations=annotations, viewpoint=viewpoint
+        )
+        return run_stages(self, src, run_id=run_id)
+
+    def delete(self, name: str, predicate: str) -> int:
+        ds = self.dataset(name)
+        if ds is None:
+            return 0
+        before = ds.count_rows()
+        ds.delete(predicate)
+        return before - self.dataset(name).count_rows()
+
+
+def _execute(builder: Any, data: pa.Table) -> dict[str, int]:
+    # Lance retries optimistic-concurrency conflicts itself; a transient I/O error gets a few
+    # more tries with backoff before the step fails loudly.
+    delay = 0.2
+    for attempt in range(4):
+        try:
+            return builder.execute(data)
+        except OSError as exc:
+            if attempt == 3 or "conflict" not in str(exc).lower():
+                raise
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
+def _clean_row(row: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any]:
+    return {n: row.get(n) for n in names}
+
+
+def _rows_equal(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    for k, v in a.items():
+        w = b.get(k)
+        if isinstance(v, float) and isinstance(w, float):
+            if math.isnan(v) and math.isnan(w):
+                continue
+            if v != w:
+                return False
+        elif v != w:
+            return False
+    return True

@@ -1,0 +1,197 @@
+"""Per-file work in supervised worker processes, each task under a time and memory limit.
+
+Decoding untrusted video can hang or balloon; a thread cannot be stopped, a process can. Each
+worker runs one task at a time; a task past its deadline gets its worker SIGKILLed and replaced,
+and the task is reported as ``timeout``. A worker that dies (segfault, out of memory) reports
+``worker_crashed``. The rest of the batch always continues.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+
+@dataclass
+class TaskOutcome:
+    """The result of one task: ``value`` when ok, else an error code and message."""
+
+    key: Any
+    ok: bool
+    value: Any = None
+    error_code: str = ""
+    message: str = ""
+    seconds: float = 0.0
+
+
+def _resolve(func_ref: str) -> Callable[[Any], Any]:
+    module, _, name = func_ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _worker_main(func_ref: str, memory_mb: int, threads: int) -> None:
+    """Child side: read tasks from fd 0, answer on the original fd 1 (stdout goes to stderr,
+    so a library that prints cannot corrupt the channel)."""
+    reply_fd = os.dup(1)
+    os.dup2(2, 1)
+    inbox, outbox = Connection(0, writable=False), Connection(reply_fd, readable=False)
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    if memory_mb:
+        import resource
+
+        limit = memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    func = _resolve(func_ref)
+    while True:
+        try:
+            message = inbox.recv()
+        except EOFError:
+            return
+        if message is None:
+            return
+        task_id, payload = message
+        try:
+            outbox.send((task_id, "ok", func(payload)))
+        except MemoryError:
+            outbox.send((task_id, "memory_limit", "ran out of memory (per-file memory limit)"))
+        except Exception as exc:  # reported per task; the batch goes on
+            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            outbox.send((task_id, "exception", detail))
+
+
+class _Worker:
+    """A worker is a fresh interpreter (``python -m lakehouse.workers``), not a fork or a
+    multiprocessing spawn: it never re-imports the caller's ``__main__`` and shares no locks
+    or threads with the parent."""
+
+    def __init__(self, func_ref: str, memory_mb: int | None, threads: int):
+        self.log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "lakehouse.workers", func_ref, str(memory_mb or 0), str(threads)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            start_new_session=True,
+        )
+        self.outbox = Connection(os.dup(self.process.stdin.fileno()), readable=False)
+        self.inbox = Connection(os.dup(self.process.stdout.fileno()), writable=False)
+        self.process.stdin.close()
+        self.process.stdout.close()
+        self.task: tuple[int, Any, float] | None = None
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(10)
+        self._close()
+
+    def stop(self) -> None:
+        try:
+            self.outbox.send(None)
+        except OSError:
+            pass
+        try:
+            self.process.wait(2)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+        self._close()
+
+    def _close(self) -> None:
+        for conn in (self.inbox, self.outbox):
+            try:
+                conn.close()
+            except OSError:
+                pass
+        self.log.close()
+
+    def crash_message(self) -> str:
+        try:
+            code = self.process.wait(2)
+        except subprocess.TimeoutExpired:
+            code = None
+        self.log.seek(0)
+        tail = self.log.read()[-300:].decode("utf-8", "replace").strip().splitlines()
+        detail = f" ({tail[-1]})" if tail else ""
+        if code is not None and code < 0:
+            return f"the worker process was killed by signal {-code} while reading this file{detail}"
+        return f"the worker process exited with code {code} while reading this file{detail}"
+
+
+def run_supervised(
+    func_ref: str,
+    tasks: Iterable[tuple[Any, Any]],
+    *,
+    workers: int = 2,
+    timeout_s: float = 120.0,
+    memory_mb: int | None = None,
+) -> Iterator[TaskOutcome]:
+    """Run ``func(payload)`` for every ``(key, payload)`` in worker processes.
+
+    ``func_ref`` is ``"module:function"`` (importable in a fresh interpreter; payloads and
+    results must pickle). Outcomes are yielded as tasks finish, in completion order.
+    """
+    queue = deque(enumerate(tasks))
+    if not queue:
+        return
+    n = max(1, min(workers, len(queue)))
+    threads = max(1, (os.cpu_count() or 1) // n)
+    pool = [_Worker(func_ref, memory_mb, threads) for _ in range(n)]
+    try:
+        while queue or any(w.task for w in pool):
+            for w in pool:
+                if w.task is None and queue:
+                    task_id, (key, payload) = queue.popleft()
+                    w.task = (task_id, key, time.monotonic())
+                    try:
+                        w.outbox.send((task_id, payload))
+                    except OSError:
+                        pass  # the worker died; noticed below as a crash
+            busy = [w for w in pool if w.task]
+            next_deadline = min(w.task[2] + timeout_s for w in busy)
+            ready = wait([w.inbox for w in busy], timeout=max(0.0, next_deadline - time.monotonic()))
+            for i, w in enumerate(pool):
+                if w.task is None:
+                    continue
+                _, key, started = w.task
+                elapsed = time.monotonic() - started
+                if w.inbox in ready:
+                    try:
+                        _, status, value = w.inbox.recv()
+                    except (EOFError, OSError):
+                        status, value = q_crashed, w.crash_message()
+                    else:
+                        w.task = None
+                        if status == "ok":
+                            yield TaskOutcome(key, True, value, seconds=elapsed)
+                        else:
+                            yield TaskOutcome(key, False, None, status, value, elapsed)
+                        continue
+                elif elapsed >= timeout_s:
+                    status = "timeout"
+                    value = f"took longer than the {timeout_s:g} s per-file time limit"
+                else:
+                    continue
+                w.kill()
+                pool[i] = _Worker(func_ref, memory_mb, threads)
+                yield TaskOutcome(key, False, None, status, value, elapsed)
+    finally:
+        for w in pool:
+            w.stop()
+
+
+q_crashed = "worker_crashed"
+
+
+if __name__ == "__main__":
+    _worker_main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
