@@ -85,7 +85,9 @@ def _report(result: dg.ExecuteInProcessResult) -> RunReport:
     for event in result.get_asset_materialization_events():
         mat = event.materialization
         report.assets.append(
-            AssetReport(mat.asset_key.to_user_string(), {k: v.value for k, v in mat.metadata.items()})
+            AssetReport(
+                mat.asset_key.to_user_string(), {k: v.value for k, v in mat.metadata.items()}
+            )
         )
     for event in result.get_asset_check_evaluations():
         report.checks.append(

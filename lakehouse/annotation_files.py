@@ -29,10 +29,30 @@ FORMATS = ("auto", "humannet", "jsonl", "json", "csv", "tsv")
 
 FILE_COLUMNS = ("file", "video", "video_path", "path", "filename", "video_file", "uri", "video_uri")
 CLIP_ID_COLUMNS = ("clip_id", "id", "clip", "segment_id")
-START_COLUMNS = ("start_s", "start_sec", "start_seconds", "start", "start_time", "start_ts",
-                 "start_timestamp", "start_timecode", "start_frame", "begin")  # fmt: skip
-END_COLUMNS = ("end_s", "end_sec", "end_seconds", "end", "end_time", "end_ts", "end_timestamp",
-               "end_timecode", "end_frame", "stop")  # fmt: skip
+START_COLUMNS = (
+    "start_s",
+    "start_sec",
+    "start_seconds",
+    "start",
+    "start_time",
+    "start_ts",
+    "start_timestamp",
+    "start_timecode",
+    "start_frame",
+    "begin",
+)
+END_COLUMNS = (
+    "end_s",
+    "end_sec",
+    "end_seconds",
+    "end",
+    "end_time",
+    "end_ts",
+    "end_timestamp",
+    "end_timecode",
+    "end_frame",
+    "stop",
+)
 FPS_COLUMNS = ("fps", "frame_rate", "framerate")
 VIEWPOINT_COLUMNS = ("viewpoint", "view", "perspective", "camera_view")
 FIELD_ALIASES = {
@@ -157,9 +177,13 @@ def detect_format(path: str, mapping: ColumnMapping) -> str | None:
     if mapping.format != "auto":
         return mapping.format
     ext = os.path.splitext(path)[1].lower()
-    return {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv"}.get(
-        ext
-    )
+    return {
+        ".jsonl": "jsonl",
+        ".ndjson": "jsonl",
+        ".json": "json",
+        ".csv": "csv",
+        ".tsv": "tsv",
+    }.get(ext)
 
 
 def read_records(path: str, fmt: str) -> Iterator[Record | q.Issue]:

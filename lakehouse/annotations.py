@@ -35,10 +35,19 @@ if TYPE_CHECKING:
     from lakehouse.store import Lakehouse
 
 VIEWPOINT_VALUES = {
-    "ego": "ego", "egocentric": "ego", "first-person": "ego", "first_person": "ego",
-    "fpv": "ego", "1st": "ego", "exo": "exo", "exocentric": "exo", "third-person": "exo",
-    "third_person": "exo", "tpv": "exo", "3rd": "exo",
-}  # fmt: skip
+    "ego": "ego",
+    "egocentric": "ego",
+    "first-person": "ego",
+    "first_person": "ego",
+    "fpv": "ego",
+    "1st": "ego",
+    "exo": "exo",
+    "exocentric": "exo",
+    "third-person": "exo",
+    "third_person": "exo",
+    "tpv": "exo",
+    "3rd": "exo",
+}
 
 
 class RowError(ValueError):
@@ -164,7 +173,7 @@ def _import_file(
 
 def _mapping_for(fmt: str, configured: ColumnMapping, first: Record) -> ColumnMapping:
     if fmt == "humannet" or (
-        configured.format == "auto" and fmt == "jsonl" and HUMANNET_KEYS <= set(first.values)
+        configured.format == "auto" and fmt == "jsonl" and set(first.values) >= HUMANNET_KEYS
     ):
         base = HUMANNET_MAPPING
     else:
@@ -188,10 +197,14 @@ def _to_row(
             f"row names no video (expected a column like {mapping.file or 'file'!r})",
         )
     ref = ref.strip()
-    candidates = [ref] if os.path.isabs(ref) else [
-        os.path.join(os.path.dirname(path), ref),
-        os.path.join(source.uri, ref),
-    ]
+    candidates = (
+        [ref]
+        if os.path.isabs(ref)
+        else [
+            os.path.join(os.path.dirname(path), ref),
+            os.path.join(source.uri, ref),
+        ]
+    )
     video = index.find(candidates)
     uri = video["uri"] if video else os.path.normpath(candidates[0])
     video_id = video["video_id"] if video else ids.video_id_from_uri(uri)
@@ -259,7 +272,9 @@ def _span(
     if start < 0 or end < 0:
         raise RowError(q.NEGATIVE_SPAN, f"clip span is negative ({start:g} s to {end:g} s)")
     if end <= start:
-        raise RowError(q.INVERTED_SPAN, f"clip span ends before it starts ({start:g} s to {end:g} s)")
+        raise RowError(
+            q.INVERTED_SPAN, f"clip span ends before it starts ({start:g} s to {end:g} s)"
+        )
     if video and video.get("duration_s"):
         slack = 1.0 / (video.get("fps") or 30.0) + 1e-3
         if start >= video["duration_s"] or end > video["duration_s"] + slack:

@@ -52,7 +52,9 @@ def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--root", default=None, help="Lakehouse root (default: $LAKEHOUSE_ROOT or ./lakehouse_data).")
+@click.option(
+    "--root", default=None, help="Lakehouse root (default: $LAKEHOUSE_ROOT or ./lakehouse_data)."
+)
 @click.option("--config", "config_file", default=None, help="Configuration TOML file.")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.version_option(package_name="video-lakehouse", prog_name="lakehouse")
@@ -67,8 +69,12 @@ def cli(ctx: click.Context, root: str | None, config_file: str | None, verbose: 
 @click.argument("folder", type=click.Path(file_okay=False))
 @click.option("--annotations", "-a", multiple=True, help="Annotation file (JSONL/CSV); repeatable.")
 @click.option("--source", "-s", default=None, help="Source name (default: the folder's name).")
-@click.option("--viewpoint", type=click.Choice(["ego", "exo", "unknown"]), default=None,
-              help="Viewpoint of clips whose annotations do not say.")  # fmt: skip
+@click.option(
+    "--viewpoint",
+    type=click.Choice(["ego", "exo", "unknown"]),
+    default=None,
+    help="Viewpoint of clips whose annotations do not say.",
+)
 @click.option("--mapping", default=None, help="Column mapping TOML for CSV/JSONL annotations.")
 @common_options
 def ingest(
@@ -156,8 +162,14 @@ def sources(state: State) -> None:
 
 @cli.command()
 @click.argument("query")
-@click.option("--format", "-f", "fmt", default="table",
-              type=click.Choice(["table", "csv", "json", "parquet"]), help="Output format.")  # fmt: skip
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    default="table",
+    type=click.Choice(["table", "csv", "json", "parquet"]),
+    help="Output format.",
+)
 @click.option("--out", "-o", default=None, help="Write to this file instead of stdout.")
 @click.option("--param", "-p", "params", multiple=True, help="Bound parameter for ? (repeatable).")
 @common_options
@@ -199,8 +211,12 @@ def config(state: State) -> None:
 
 
 @cli.command()
-@click.option("--corpus", default="./demo_corpus", show_default=True,
-              help="Where to generate the demo videos.")  # fmt: skip
+@click.option(
+    "--corpus",
+    default="./demo_corpus",
+    show_default=True,
+    help="Where to generate the demo videos.",
+)
 @common_options
 def demo(state: State, corpus: str) -> None:
     """Generate a small synthetic corpus, ingest it through Dagster and query it."""

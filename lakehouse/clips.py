@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from lakehouse import ids
@@ -37,7 +38,7 @@ def segment(
         return []
     bounds = [0.0, *sorted(c for c in cuts if 0.0 < c < duration), duration]
     scenes: list[list[float]] = []
-    for start, end in zip(bounds, bounds[1:], strict=False):
+    for start, end in pairwise(bounds):
         if scenes and (end - start < min_s or scenes[-1][1] - scenes[-1][0] < min_s):
             scenes[-1][1] = end
         else:
@@ -55,8 +56,9 @@ def segment(
         parts = max(1, math.ceil(length / min(window_s, max_s)))
         step = length / parts
         for i in range(parts):
-            out.append((start + i * step, start + (i + 1) * step if i < parts - 1 else end,
-                        "fixed_window"))  # fmt: skip
+            out.append(
+                (start + i * step, start + (i + 1) * step if i < parts - 1 else end, "fixed_window")
+            )
     return out
 
 

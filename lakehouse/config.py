@@ -25,9 +25,29 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 # that are *not* videos by content are worth a quarantine row (a text file named .mp4 is
 # reported; a README beside the videos is silently ignored).
 VIDEO_EXTENSIONS = (
-    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
-    ".flv", ".wmv", ".asf", ".3gp", ".ogv", ".vob", ".y4m", ".h264", ".hevc", ".265", ".264",
-)  # fmt: skip
+    ".mp4",
+    ".m4v",
+    ".mov",
+    ".mkv",
+    ".webm",
+    ".avi",
+    ".mpg",
+    ".mpeg",
+    ".ts",
+    ".mts",
+    ".m2ts",
+    ".flv",
+    ".wmv",
+    ".asf",
+    ".3gp",
+    ".ogv",
+    ".vob",
+    ".y4m",
+    ".h264",
+    ".hevc",
+    ".265",
+    ".264",
+)
 
 
 @dataclass(frozen=True)
@@ -38,8 +58,8 @@ class IngestSettings:
     probe_timeout_s: float = 120.0
     worker_memory_mb: int = 4096
     verify_decode: bool = True
-    scene_threshold: float = 0.18
-    scene_sample_fps: float = 10.0
+    scene_threshold: float = 0.1
+    scene_sample_fps: float = 30.0
     min_clip_s: float = 2.0
     max_clip_s: float = 30.0
     fixed_window_s: float = 10.0
@@ -206,7 +226,5 @@ def _build_section(section_cls: type, name: str, values: dict[str, Any]) -> Any:
     known = {f.name: f for f in fields(section_cls)}
     for key in values:
         if key not in known:
-            raise ConfigError(
-                f"Unknown setting {name}.{key}; valid settings are {sorted(known)}."
-            )
+            raise ConfigError(f"Unknown setting {name}.{key}; valid settings are {sorted(known)}.")
     return section_cls(**values)

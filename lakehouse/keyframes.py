@@ -205,8 +205,9 @@ def _tasks(
         for clip in vclips:
             # keep samples inside the clip's last frame
             end = max(clip["start_s"], clip["end_s"] - 1.0 / fps)
-            times = sample_times(clip["start_s"], end + 1.0 / fps, settings.interval_s,
-                                 settings.max_per_clip)  # fmt: skip
+            times = sample_times(
+                clip["start_s"], end + 1.0 / fps, settings.interval_s, settings.max_per_clip
+            )
             targets.extend((clip["clip_id"], i, min(t, end)) for i, t in enumerate(times))
         payload = {
             "path": video["uri"],

@@ -26,9 +26,7 @@ STAGE_ORDER = ("videos", "annotations", "clips", "keyframes", "quarantine")
 
 def quarantine_report(lh: Lakehouse, source: Source) -> StageResult:
     """Summarize the quarantine rows the stages recorded for ``source``."""
-    rows = lh.read(
-        "quarantine", columns=["stage", "reason_code"], filter=source.scope
-    ).to_pylist()
+    rows = lh.read("quarantine", columns=["stage", "reason_code"], filter=source.scope).to_pylist()
     reasons = Counter(r["reason_code"] for r in rows)
     stages = Counter(r["stage"] for r in rows)
     ds = lh.dataset("quarantine")

@@ -2,7 +2,7 @@
 
 Runs inside a supervised worker (``lakehouse.workers``), which enforces the per-file time and
 memory limits. With ``verify_decode`` every frame is decoded once: that pass counts frames
-exactly, records keyframe times and a tiny luma signature per frame for scene-cut detection, and
+exactly, records keyframe times and a tiny colour signature per frame for scene-cut detection, and
 catches corruption that only shows while decoding. PyAV decodes some damaged streams without
 raising, so FFmpeg's error log is captured during the pass and counted as decode errors too.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import statistics
 from fractions import Fraction
+from itertools import pairwise
 from typing import Any
 
 from lakehouse import quarantine as q
@@ -117,7 +118,7 @@ def _decode_scan(container: Any, vs: Any, payload: dict[str, Any]) -> dict[str, 
                 if t is None:
                     t = times[-1] + (1.0 / float(vs.average_rate or 30)) if times else 0.0
                 if not times:
-                    rotation = int(frame.rotation or 0)
+                    rotation = round(frame.rotation or 0) % 360
                 times.append(t)
                 if frame.key_frame:
                     key_times.append(t)
@@ -126,7 +127,7 @@ def _decode_scan(container: Any, vs: Any, payload: dict[str, Any]) -> dict[str, 
                 if t - last_sample >= sample_every - 1e-6:
                     last_sample = t
                     small = frame.reformat(
-                        width=SIGNATURE_SIZE[0], height=SIGNATURE_SIZE[1], format="gray"
+                        width=SIGNATURE_SIZE[0], height=SIGNATURE_SIZE[1], format="rgb24"
                     )
                     signatures.append((t, small.to_ndarray().astype(np.float32)))
     except av.error.FFmpegError as exc:
@@ -136,7 +137,7 @@ def _decode_scan(container: Any, vs: Any, payload: dict[str, Any]) -> dict[str, 
     info["decode_verified"] = True
     start = times[0] if times else 0.0
     info["scene_cuts_s"] = [
-        round(t - start, 6) for t in detect_cuts(signatures, payload.get("scene_threshold", 0.18))
+        round(t - start, 6) for t in detect_cuts(signatures, payload.get("scene_threshold", 0.1))
     ]
     return {"error": None, "count": len(times), "corrupt": corrupt, "info": info}
 
@@ -161,11 +162,11 @@ def _timing(times: list[float], key_times: list[float], vs: Any) -> dict[str, An
     if not times:
         return {"num_frames": 0, "duration_s": 0.0}
     start = times[0]
-    deltas = [b - a for a, b in zip(times, times[1:], strict=False) if b > a]
+    deltas = [b - a for a, b in pairwise(times) if b > a]
     step = statistics.median(deltas) if deltas else _rate_step(vs)
     is_vfr = bool(deltas) and (max(deltas) - min(deltas)) > 0.5 * step
     key_rel = sorted({round(t - start, 6) for t in key_times})
-    gaps = [b - a for a, b in zip(key_rel, key_rel[1:], strict=False)]
+    gaps = [b - a for a, b in pairwise(key_rel)]
     duration = (times[-1] - start) + step
     return {
         "num_frames": len(times),
@@ -183,16 +184,16 @@ def _rate_step(vs: Any) -> float:
 
 
 def detect_cuts(signatures: list[tuple[float, Any]], threshold: float) -> list[float]:
-    """Scene cuts from per-frame luma signatures.
+    """Scene cuts from per-frame colour signatures (32x18 RGB thumbnails).
 
-    A cut is a jump in mean absolute luma difference that is both above ``threshold`` (0-1)
+    A cut is a jump in mean absolute colour difference that is both above ``threshold`` (0-1)
     and well above the recent level of motion, so fast camera motion alone is not a cut.
     """
     import numpy as np
 
     cuts: list[float] = []
     recent: list[float] = []
-    for (_, a), (t, b) in zip(signatures, signatures[1:], strict=False):
+    for (_, a), (t, b) in pairwise(signatures):
         score = float(np.mean(np.abs(b - a))) / 255.0
         level = float(np.median(recent)) if recent else 0.0
         if score > threshold and score > 3.0 * level + 0.02:

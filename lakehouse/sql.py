@@ -166,8 +166,7 @@ def check_statement(con: duckdb.DuckDBPyConnection, sql: str) -> None:
         raise QueryError("Query is empty; pass one SELECT statement.")
     if len(statements) > 1:
         raise QueryRefusedError(
-            "Query refused: pass exactly one statement (found "
-            f"{len(statements)} separated by ';')."
+            f"Query refused: pass exactly one statement (found {len(statements)} separated by ';')."
         )
     kind = statements[0].type.name
     if kind not in ALLOWED_STATEMENTS:

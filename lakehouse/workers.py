@@ -75,13 +75,24 @@ class _Worker:
     or threads with the parent."""
 
     def __init__(self, func_ref: str, memory_mb: int | None, threads: int):
-        self.log = tempfile.TemporaryFile()
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in _close()
+        # the child sees the parent's import path, so any importable function can be a task
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "lakehouse.workers", func_ref, str(memory_mb or 0), str(threads)],
+            [
+                sys.executable,
+                "-m",
+                "lakehouse.workers",
+                func_ref,
+                str(memory_mb or 0),
+                str(threads),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.log,
             start_new_session=True,
+            env=env,
         )
         self.outbox = Connection(os.dup(self.process.stdin.fileno()), readable=False)
         self.inbox = Connection(os.dup(self.process.stdout.fileno()), writable=False)
@@ -124,7 +135,9 @@ class _Worker:
         tail = self.log.read()[-300:].decode("utf-8", "replace").strip().splitlines()
         detail = f" ({tail[-1]})" if tail else ""
         if code is not None and code < 0:
-            return f"the worker process was killed by signal {-code} while reading this file{detail}"
+            return (
+                f"the worker process was killed by signal {-code} while reading this file{detail}"
+            )
         return f"the worker process exited with code {code} while reading this file{detail}"
 
 
@@ -159,7 +172,9 @@ def run_supervised(
                         pass  # the worker died; noticed below as a crash
             busy = [w for w in pool if w.task]
             next_deadline = min(w.task[2] + timeout_s for w in busy)
-            ready = wait([w.inbox for w in busy], timeout=max(0.0, next_deadline - time.monotonic()))
+            ready = wait(
+                [w.inbox for w in busy], timeout=max(0.0, next_deadline - time.monotonic())
+            )
             for i, w in enumerate(pool):
                 if w.task is None:
                     continue

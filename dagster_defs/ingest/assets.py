@@ -4,7 +4,6 @@ Each body reads its partition and resource, calls one library function, and retu
 summary as materialization metadata.
 """
 
-
 import dagster as dg
 
 from dagster_defs.ingest.partitions import sources_partitions

@@ -1,6 +1,5 @@
 """Asset checks on the ingest tables, evaluated per source partition with DuckDB."""
 
-
 import warnings
 
 import dagster as dg

@@ -1,0 +1,70 @@
+"""Shared fixtures: a fresh lakehouse per test, the real HumanNet preview, generated videos."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from lakehouse import synth
+from lakehouse.config import Config
+from lakehouse.store import Lakehouse
+from lakehouse.synth import Scene
+
+PROJECT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("LAKEHOUSE_SHARED_DIR", PROJECT.parent / "shared"))
+PREVIEW = SHARED / "data" / "humannet-preview"
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    """Configuration for a fresh lakehouse under ``tmp_path`` (small worker pool)."""
+    return Config.load(root=tmp_path / "lakehouse", env={})
+
+
+@pytest.fixture
+def lh(config: Config) -> Lakehouse:
+    return Lakehouse(config)
+
+
+@pytest.fixture(scope="session")
+def preview_dir() -> Path:
+    if not (PREVIEW / "annotations.jsonl").is_file():
+        pytest.skip(f"real HumanNet preview data not found at {PREVIEW} (../shared is absent)")
+    return PREVIEW
+
+
+@pytest.fixture(scope="session")
+def preview_records(preview_dir: Path) -> dict[str, dict]:
+    lines = (preview_dir / "annotations.jsonl").read_text(encoding="utf-8").splitlines()
+    return {r["clip_id"]: r for r in map(json.loads, filter(None, lines))}
+
+
+@pytest.fixture(scope="session")
+def preview_lakehouse(tmp_path_factory: pytest.TempPathFactory, preview_dir: Path) -> Lakehouse:
+    """The preview ingested once (library path) for read-only tests."""
+    root = tmp_path_factory.mktemp("preview") / "lakehouse"
+    lh = Lakehouse(Config.load(root=root, env={}))
+    lh.ingest(preview_dir, source="humannet", annotations=[preview_dir / "annotations.jsonl"])
+    return lh
+
+
+@pytest.fixture(scope="session")
+def synthetic_videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A few small generated videos with known properties."""
+    folder = tmp_path_factory.mktemp("synthetic")
+    videos = {
+        "ego": folder / "ego_tabletop.mp4",
+        "exo": folder / "exo_dance.mp4",
+        "cuts": folder / "three_scenes.mp4",
+    }
+    synth.write_video(videos["ego"], [Scene("ego", 3, 0)], seed=1)
+    synth.write_video(videos["exo"], [Scene("exo", 4, 3, "dance")], seed=2, fps=25)
+    synth.write_video(
+        videos["cuts"],
+        [Scene("exo", 3, 0, "walk"), Scene("ego", 4, 2), Scene("exo", 3, 3, "dance")],
+        seed=3,
+    )
+    return videos

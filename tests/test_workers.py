@@ -1,0 +1,43 @@
+import time
+
+from lakehouse.workers import run_supervised
+
+
+def _by_key(outcomes):
+    return {o.key: o for o in outcomes}
+
+
+def test_results_errors_and_crashes_are_reported_per_task():
+    tasks = [("a", "hello"), ("b", "boom"), ("c", None), ("d", [1, 2])]
+    funcs = {"a": "echo", "b": "fail", "c": "crash", "d": "echo"}
+    outcomes = {}
+    for key, payload in tasks:
+        outcomes.update(
+            _by_key(run_supervised(f"worker_tasks:{funcs[key]}", [(key, payload)], workers=1))
+        )
+    assert outcomes["a"].ok and outcomes["a"].value == "hello"
+    assert not outcomes["b"].ok and outcomes["b"].error_code == "exception"
+    assert "boom" in outcomes["b"].message
+    assert not outcomes["c"].ok and outcomes["c"].error_code == "worker_crashed"
+    assert "code 7" in outcomes["c"].message
+    assert outcomes["d"].value == [1, 2]
+
+
+def test_a_task_past_its_time_limit_is_killed_and_the_batch_continues():
+    tasks = [("slow", 30), ("fast1", 0), ("fast2", 0), ("fast3", 0)]
+    start = time.monotonic()
+    outcomes = _by_key(run_supervised("worker_tasks:sleep", tasks, workers=2, timeout_s=2))
+    elapsed = time.monotonic() - start
+    assert outcomes["slow"].error_code == "timeout"
+    assert all(outcomes[k].ok for k in ("fast1", "fast2", "fast3"))
+    assert elapsed < 20  # the 30 s task did not run to completion
+
+
+def test_memory_limit_is_enforced_per_task():
+    outcomes = _by_key(
+        run_supervised(
+            "worker_tasks:allocate", [("big", 2048), ("small", 1)], workers=1, memory_mb=1024
+        )
+    )
+    assert outcomes["big"].error_code == "memory_limit"
+    assert outcomes["small"].ok and outcomes["small"].value == 1024 * 1024
