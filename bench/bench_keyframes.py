@@ -17,21 +17,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import av
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from lakehouse import synth  # noqa: E402
-from lakehouse.clips import segment  # noqa: E402
-from lakehouse.config import KeyframeSettings  # noqa: E402
-from lakehouse.keyframes import extract_video_keyframes, sample_times  # noqa: E402
-from lakehouse.probe import probe_file  # noqa: E402
-from lakehouse.synth import Scene  # noqa: E402
+from lakehouse import synth
+from lakehouse.clips import segment
+from lakehouse.config import KeyframeSettings
+from lakehouse.keyframes import extract_video_keyframes, sample_times
+from lakehouse.probe import probe_file
+from lakehouse.synth import Scene
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "humannet-preview"
 
