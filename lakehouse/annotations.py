@@ -2,7 +2,8 @@
 
 Each row is resolved to a video of the source (by path relative to the annotation file, to the
 source folder, or by unique file name). A row whose video is not here is still kept, with its URI
-and ``video_found = false``: annotation-only catalogs are normal at scale. Every field of the
+and ``video_found = false`` (``video_status`` says ``missing``, or ``quarantined`` when the file is
+here but unusable): annotation-only catalogs are normal at scale. Every field of the
 row is kept verbatim in ``fields_json``; known fields also get typed columns.
 """
 
@@ -12,7 +13,7 @@ import json
 import math
 import os
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lakehouse import ids
@@ -62,6 +63,7 @@ class VideoIndex:
 
     by_path: dict[str, dict[str, Any]]
     by_name: dict[str, list[dict[str, Any]]]
+    quarantined: set[str] = field(default_factory=set)
 
     @classmethod
     def build(cls, rows: list[dict[str, Any]], root: str) -> VideoIndex:
@@ -82,11 +84,22 @@ class VideoIndex:
         matches = {r["video_id"]: r for r in self.by_name.get(os.path.basename(candidates[0]), [])}
         return next(iter(matches.values())) if len(matches) == 1 else None
 
+    def status(self, candidates: list[str]) -> str:
+        """Why a referenced video has no row: ``quarantined`` (here but unusable) or ``missing``."""
+        paths = {os.path.normpath(p) for p in candidates}
+        return "quarantined" if paths & self.quarantined else "missing"
+
 
 def import_annotations(lh: Lakehouse, source: Source, *, run_id: str) -> StageResult:
     """Import every annotation file of ``source`` into ``annotations``."""
     videos = lh.read("videos", filter=source.scope).to_pylist()
     index = VideoIndex.build(videos, source.uri)
+    bad_files = lh.read(
+        "quarantine",
+        columns=["input_uri"],
+        filter=f"{source.scope} AND stage IN ('discover', 'videos')",
+    ).column("input_uri")
+    index.quarantined = {os.path.normpath(p) for p in bad_files.to_pylist()}
     rows: dict[str, dict[str, Any]] = {}
     issues: list[q.Issue] = []
     files_read = 0
@@ -206,7 +219,12 @@ def _to_row(
         ]
     )
     video = index.find(candidates)
+    status = "ok" if video else index.status(candidates)
     uri = video["uri"] if video else os.path.normpath(candidates[0])
+    if status == "quarantined":
+        uri = next(
+            os.path.normpath(p) for p in candidates if os.path.normpath(p) in index.quarantined
+        )
     video_id = video["video_id"] if video else ids.video_id_from_uri(uri)
     fps = _fps(values, mapping, video)
     start, end, span_kind = _span(values, mapping, fps, video)
@@ -228,6 +246,7 @@ def _to_row(
         "video_ref": ref,
         "uri": uri,
         "video_found": video is not None,
+        "video_status": status,
         "start_s": start,
         "end_s": end,
         "span_kind": span_kind,

@@ -112,7 +112,7 @@ def _annotated_clip(
         "video_id": anns[0]["video_id"],
         "source": source.name,
         "uri": anns[0]["uri"],
-        "probe_status": "ok" if video else "not_probed",
+        "probe_status": "ok" if video else _unprobed_status(anns),
         "start_s": start,
         "end_s": end,
         "duration_s": None if end is None else round(end - start, 6),
@@ -128,6 +128,10 @@ def _annotated_clip(
         "taxonomy_l3": _first(anns, "taxonomy_l3"),
         "quality_score": _first(anns, "quality_score"),
     }
+
+
+def _unprobed_status(anns: list[dict[str, Any]]) -> str:
+    return "quarantined" if _first(anns, "video_status") == "quarantined" else "not_probed"
 
 
 def _segmented_clips(

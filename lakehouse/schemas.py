@@ -125,6 +125,7 @@ ANNOTATIONS = pa.schema(
         pa.field("video_ref", pa.string()),
         pa.field("uri", pa.string()),
         pa.field("video_found", pa.bool_()),
+        pa.field("video_status", pa.string()),
         pa.field("start_s", pa.float64()),
         pa.field("end_s", pa.float64()),
         pa.field("span_kind", pa.string()),

@@ -119,9 +119,9 @@ class Lakehouse:
         import lance
 
         ds = self.dataset(name)
-        if ds is not None:
-            return ds
         schema = self.schema(name)
+        if ds is not None:
+            return self._evolve(name, ds, schema)
         try:
             return lance.write_dataset(
                 schema.empty_table(),
@@ -135,6 +135,18 @@ class Lakehouse:
             ds = self.dataset(name)
             assert ds is not None
             return ds
+
+    def _evolve(self, name: str, ds: lance.LanceDataset, schema: pa.Schema) -> lance.LanceDataset:
+        """Add (as nulls) the columns a newer version of the code expects; never drop any."""
+        missing = [f for f in schema if f.name not in ds.schema.names]
+        if not missing:
+            return ds
+        try:
+            ds.add_columns(missing)
+        except OSError as exc:  # another writer added them first
+            if "already exists" not in str(exc) and "duplicate" not in str(exc).lower():
+                raise
+        return self.dataset(name)
 
     def exists(self, name: str) -> bool:
         return self.dataset(name) is not None

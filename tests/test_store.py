@@ -35,3 +35,16 @@ def test_filter_literals_are_quoted():
     assert sql_literal("it's") == "'it''s'"
     assert in_list("k", ["b", "a'"]) == "k IN ('a''', 'b')"
     assert in_list("k", []) == "FALSE"
+
+
+def test_tables_written_by_older_code_gain_new_columns(lh):
+    import lance
+
+    from lakehouse import schemas
+
+    old = schemas.SOURCES.remove(schemas.SOURCES.get_field_index("viewpoint"))
+    lance.write_dataset(
+        old.empty_table(), lh.table_uri("sources"), mode="create"
+    )  # as an older release wrote it
+    lh.upsert("sources", [{**_src("a"), "viewpoint": "ego"}])
+    assert lh.read("sources").column("viewpoint").to_pylist() == ["ego"]

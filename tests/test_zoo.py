@@ -71,6 +71,29 @@ def test_zoo_is_quarantined_and_good_files_are_ingested(lh, zoo):
     assert lh.versions() == before
 
 
+def test_annotations_of_broken_or_missing_files_are_kept_and_marked(lh, zoo):
+    labels = zoo / "labels.csv"
+    labels.write_text(
+        "file,start_s,end_s,caption\n"
+        "good/ego.mp4,0,1,usable\n"
+        "truncated.mp4,0,1,file is here but broken\n"
+        "not_here.mp4,0,1,file is elsewhere\n"
+    )
+    lh.ingest(zoo, source="zoo", annotations=[labels])
+    rows = {
+        r["short_caption"]: r
+        for r in lh.sql(
+            "select short_caption, probe_status, uri from clip_facts where segmentation = ?",
+            ["annotation"],
+        ).to_pylist()
+    }
+    assert rows["usable"]["probe_status"] == "ok"
+    assert rows["file is here but broken"]["probe_status"] == "quarantined"
+    assert rows["file is here but broken"]["uri"] == str(zoo / "truncated.mp4")
+    assert rows["file is elsewhere"]["probe_status"] == "not_probed"
+    assert rows["file is elsewhere"]["uri"] == str(zoo / "not_here.mp4")
+
+
 def test_fixing_a_file_clears_its_quarantine_row(lh, zoo, synthetic_videos):
     lh.ingest(zoo, source="zoo")
     os.unlink(zoo / "truncated.mp4")
