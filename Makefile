@@ -11,6 +11,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install "torch==2.14.1" "torchvision==0.29.1"
 	$(BIN)/pip install -e ".[dev]"
 	touch $(STAMP)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from dagster_defs.embeddings.assets import embedding_assets
+from dagster_defs.embeddings.checks import embedding_checks
 from dagster_defs.ingest.assets import ingest_assets
 from dagster_defs.ingest.checks import ingest_checks
 from dagster_defs.ingest.partitions import sources_partitions
@@ -11,19 +13,28 @@ from dagster_defs.resources import lakehouse_resource
 from lakehouse.config import Config
 
 INGEST_JOB = "ingest"
+EMBED_JOB = "embed"
 
 
 def build_defs(config: Config) -> dg.Definitions:
     """Definitions wired to ``config``'s lakehouse root."""
     ingest_job = dg.define_asset_job(
         INGEST_JOB,
-        selection=dg.AssetSelection.assets(*ingest_assets),
+        selection=dg.AssetSelection.assets(*ingest_assets, *embedding_assets),
         partitions_def=sources_partitions,
-        description="Ingest one source folder: videos → annotations → clips → keyframes.",
+        description=(
+            "Ingest one source folder: videos → annotations → clips → keyframes → embeddings."
+        ),
+    )
+    embed_job = dg.define_asset_job(
+        EMBED_JOB,
+        selection=dg.AssetSelection.assets(*embedding_assets),
+        partitions_def=sources_partitions,
+        description="(Re-)embed one source with the configured models and refresh the indexes.",
     )
     return dg.Definitions(
-        assets=ingest_assets,
-        asset_checks=ingest_checks,
-        jobs=[ingest_job],
+        assets=[*ingest_assets, *embedding_assets],
+        asset_checks=[*ingest_checks, *embedding_checks],
+        jobs=[ingest_job, embed_job],
         resources={"lakehouse": lakehouse_resource(config)},
     )

@@ -55,15 +55,16 @@ def run_ingest(
     *,
     instance: dg.DagsterInstance | None = None,
     log_level: int = logging.INFO,
+    job_name: str = INGEST_JOB,
 ) -> RunReport:
-    """Materialize the ingest assets (and their checks) for one source partition."""
+    """Materialize a job's assets (and their checks) for one source partition."""
     defs = build_defs(config)
     own_instance = instance is None
     instance = instance or open_instance(config)
     try:
         if not instance.has_dynamic_partition(sources_partitions.name, source):
             instance.add_dynamic_partitions(sources_partitions.name, [source])
-        job = defs.resolve_job_def(INGEST_JOB)
+        job = defs.resolve_job_def(job_name)
         run_config = {
             "loggers": {"console": {"config": {"log_level": logging.getLevelName(log_level)}}}
         }
@@ -76,7 +77,7 @@ def run_ingest(
             instance.dispose()
     if not report.success:
         failure = _first_failure(result)
-        raise PipelineError(f"Ingest run {report.run_id} failed: {failure}")
+        raise PipelineError(f"Dagster run {report.run_id} ({job_name}) failed: {failure}")
     return report
 
 

@@ -120,8 +120,17 @@ def _format_report(report: Any) -> str:
     lines = [f"Dagster run {report.run_id}: {'succeeded' if report.success else 'failed'}"]
     for asset in report.assets:
         m = asset.metadata
+        if "indexes" in m:
+            actions = "; ".join(
+                f"{table}: {', '.join(entry['actions'])}" for table, entry in m["indexes"].items()
+            )
+            lines.append(f"  {asset.asset:<16} {actions or 'no embedding tables yet'}")
+            continue
+        if str(m.get("status", "")).startswith("skipped"):
+            lines.append(f"  {asset.asset:<16} skipped: model unavailable (see `lakehouse models`)")
+            continue
         line = (
-            f"  {asset.asset:<12} {m.get('rows_in_source', 0):>7} rows"
+            f"  {asset.asset:<16} {m.get('rows_in_source', 0):>7} rows"
             f"  (+{m.get('inserted', 0)} new, {m.get('updated', 0)} updated,"
             f" {m.get('deleted', 0)} removed)  version {m.get('table_version')}"
         )
@@ -183,6 +192,115 @@ def sql(state: State, query: str, fmt: str, out: str | None, params: tuple[str, 
     emit(table, fmt, out, sys.stdout)
     if out:
         click.echo(f"Wrote {table.num_rows} rows to {out}", err=True)
+
+
+def _coerce(value: str) -> Any:
+    """A --param value: an integer or a decimal number when it reads as one, else text."""
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+@cli.command()
+@click.argument("text", required=False)
+@click.option("--where", "-w", default=None, help="SQL predicate over clip_facts columns.")
+@click.option("--param", "-p", "params", multiple=True, help="Value for a ? in --where.")
+@click.option("-k", "k", default=10, show_default=True, help="Number of clips.")
+@click.option(
+    "--mode",
+    "-m",
+    default="hybrid",
+    show_default=True,
+    type=click.Choice(["visual", "caption", "text", "hybrid"]),
+)
+@click.option("--like", default=None, help="Find clips like this clip_id instead of a text.")
+@click.option("--format", "-f", "fmt", default="table", type=click.Choice(["table", "json", "csv"]))
+@click.option("--out", "-o", default=None, help="Write to this file instead of stdout.")
+@common_options
+def search(
+    state: State,
+    text: str | None,
+    where: str | None,
+    params: tuple[str, ...],
+    k: int,
+    mode: str,
+    like: str | None,
+    fmt: str,
+    out: str | None,
+) -> None:
+    """Semantic search: clips matching TEXT (or --like CLIP_ID), within --where."""
+    from lakehouse.errors import InputError
+    from lakehouse.output import emit
+    from lakehouse.search import search as run_search
+
+    if (text is None) == (like is None):
+        raise InputError("Give a query TEXT or --like CLIP_ID (not both).")
+    table = run_search(
+        state.lakehouse(),
+        text,
+        like=like,
+        where=where,
+        params=[_coerce(p) for p in params],
+        k=k,
+        mode=mode,
+    )
+    emit(table, fmt, out, sys.stdout)
+
+
+@cli.command()
+@common_options
+def models(state: State) -> None:
+    """Show what each configured model resolves to, and the vectors stored per model."""
+    from lakehouse.embeddings import CLIP_TABLE, TEXT_TABLE
+    from lakehouse.models import resolve_clip, resolve_text
+
+    lh = state.lakehouse()
+    settings = lh.config.models
+    for label, resolved, table in (
+        ("clip (visual)", resolve_clip(settings), CLIP_TABLE),
+        ("text (captions)", resolve_text(settings), TEXT_TABLE),
+    ):
+        click.echo(f"{label}: {resolved.name}")
+        click.echo(
+            f"  resolves to: {resolved.origin}"
+            + (f" ({resolved.location})" if resolved.location else "")
+        )
+        click.echo(f"  model id:    {resolved.model_id or '-'}")
+        if resolved.dim:
+            click.echo(f"  dimension:   {resolved.dim}")
+        if resolved.message:
+            click.echo(f"  note:        {resolved.message}")
+        if lh.exists(table):
+            counts = lh.sql(
+                f"select model_id, count(distinct clip_id) as clips from {table} group by 1 "
+                "order by 2 desc"
+            ).to_pylist()
+            for row in counts:
+                mark = "configured" if row["model_id"] == resolved.model_id else "stale"
+                click.echo(f"  stored:      {row['clips']} clips by {row['model_id']} ({mark})")
+
+
+@cli.command()
+@click.option("--source", "-s", default=None, help="Only this source (default: all).")
+@common_options
+def embed(state: State, source: str | None) -> None:
+    """(Re-)embed clips with the configured models and refresh the search indexes."""
+    import logging
+
+    from dagster_defs.definitions import EMBED_JOB
+    from dagster_defs.runner import run_ingest
+    from lakehouse.sources import get_source, list_sources
+
+    config = state.config()
+    lh = state.lakehouse()
+    names = [get_source(lh, source).name] if source else [s.name for s in list_sources(lh)]
+    level = logging.DEBUG if state.verbose else logging.INFO
+    for name in names:
+        report = run_ingest(config, name, log_level=level, job_name=EMBED_JOB)
+        click.echo(f"[{name}] " + _format_report(report))
 
 
 @cli.command()

@@ -101,8 +101,26 @@ class ModelSettings:
     clip_checkpoint: str | None = None
     text_model: str = "all-MiniLM-L6-v2"
     text_model_path: str | None = None
+    text_fields: tuple[str, ...] = (
+        "short_caption",
+        "long_caption",
+        "semantic_motion",
+        "motion_sequence",
+    )
     device: str = "auto"
     batch_size: int = 32
+    allow_download: bool = True
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """Semantic search: when to build an ANN index and how to query it."""
+
+    ann_min_rows: int = 100_000
+    exact_max_rows: int = 20_000
+    nprobes: int = 20
+    refine_factor: int = 5
+    rrf_k: int = 60
 
 
 @dataclass(frozen=True)
@@ -117,6 +135,7 @@ class Config:
     keyframes: KeyframeSettings = field(default_factory=KeyframeSettings)
     sql: SqlSettings = field(default_factory=SqlSettings)
     models: ModelSettings = field(default_factory=ModelSettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
 
     @property
     def is_local(self) -> bool:
@@ -172,6 +191,7 @@ class Config:
             "keyframes": KeyframeSettings,
             "sql": SqlSettings,
             "models": ModelSettings,
+            "search": SearchSettings,
         }
         kwargs: dict[str, Any] = {}
         known = {f.name for f in fields(cls)}
@@ -227,4 +247,5 @@ def _build_section(section_cls: type, name: str, values: dict[str, Any]) -> Any:
     for key in values:
         if key not in known:
             raise ConfigError(f"Unknown setting {name}.{key}; valid settings are {sorted(known)}.")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     return section_cls(**values)

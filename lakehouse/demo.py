@@ -227,8 +227,49 @@ def run_demo(
     echo(_indent(to_text_table(lh.sql(EXAMPLE_QUERY))))
     echo("Egocentric clips over 5 s (bound parameters: 'ego', 5):\n" + _indent(EGO_QUERY))
     echo(_indent(to_text_table(lh.sql(EGO_QUERY, ["ego", 5]))))
+    _semantic_demo(lh, echo)
     echo(f'Try: lakehouse sql --root {lh.root} "select * from clip_facts limit 5"')
+    echo(f'     lakehouse search --root {lh.root} "someone tightening a bolt" --mode caption')
     return {"report": report, "quarantine": quarantined.num_rows}
+
+
+SEARCH_QUERY = "someone working with a power tool"
+SEMANTIC_SQL = """
+select external_id, round(duration_s, 1) as duration_s,
+       round(caption_similarity(clip_id, 'fastening hardware by hand'), 3) as similarity
+from clip_facts
+where viewpoint = 'ego' and duration_s > 5
+  and caption_similarity(clip_id, 'fastening hardware by hand') > 0.3
+order by similarity desc
+""".strip()
+
+
+def _semantic_demo(lh: Any, echo: Callable[..., None]) -> None:
+    """Semantic search by caption (offline model) and, where CLIP weights exist, visually."""
+    from lakehouse.errors import LakehouseError
+    from lakehouse.models import resolve_clip
+    from lakehouse.output import to_text_table
+    from lakehouse.search import search
+
+    echo(f"Semantic search (lakehouse search {SEARCH_QUERY!r} --mode caption -k 3):")
+    try:
+        hits = search(lh, SEARCH_QUERY, mode="caption", k=3)
+    except LakehouseError as exc:
+        echo(f"  unavailable: {exc}\n")
+    else:
+        echo(_indent(to_text_table(hits.select(["score", "viewpoint", "short_caption"]))))
+    echo("A semantic predicate inside SQL:\n" + _indent(SEMANTIC_SQL))
+    try:
+        echo(_indent(to_text_table(lh.sql(SEMANTIC_SQL))))
+    except LakehouseError as exc:
+        echo(f"  unavailable: {exc}\n")
+    clip = resolve_clip(lh.config.models)
+    if clip.model_id:
+        echo("Visual search (CLIP):")
+        hits = search(lh, "hands reaching for a red cup", mode="visual", k=3)
+        echo(_indent(to_text_table(hits.select(["score", "viewpoint", "short_caption"]))))
+    else:
+        echo("Visual search (CLIP) is off: " + clip.message + "\n")
 
 
 def _indent(text: str) -> str:

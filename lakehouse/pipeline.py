@@ -48,13 +48,43 @@ def run_stages(
     *,
     run_id: str | None = None,
     progress: Progress = no_progress,
+    embed: bool = True,
 ) -> list[StageResult]:
-    """Run videos → annotations → clips → keyframes → quarantine report for one source."""
+    """Run videos → annotations → clips → keyframes → quarantine report for one source, then
+    (with ``embed``) caption and CLIP embeddings and the search indexes."""
     run_id = run_id or uuid.uuid4().hex
-    return [
+    results = [
         ingest_videos(lh, source, run_id=run_id, progress=progress),
         import_annotations(lh, source, run_id=run_id),
         build_clips(lh, source, run_id=run_id),
         extract_keyframes(lh, source, run_id=run_id, progress=progress),
         quarantine_report(lh, source),
     ]
+    if embed:
+        results += embed_stages(lh, source, run_id=run_id, progress=progress)
+    return results
+
+
+def embed_stages(
+    lh: Lakehouse, source: Source, *, run_id: str, progress: Progress = no_progress
+) -> list[StageResult]:
+    """Caption and CLIP embeddings of one source, then the search indexes."""
+    from lakehouse.embeddings import embed_captions, embed_clips
+    from lakehouse.search import refresh_indexes
+
+    results = [
+        embed_captions(lh, source, run_id=run_id, progress=progress),
+        embed_clips(lh, source, run_id=run_id, progress=progress),
+    ]
+    report = refresh_indexes(lh)
+    results.append(
+        StageResult(
+            "search_index",
+            source.name,
+            "search_index",
+            WriteResult("search_index"),
+            rows=0,
+            details=report,
+        )
+    )
+    return results

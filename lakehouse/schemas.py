@@ -172,6 +172,71 @@ QUARANTINE = pa.schema(
     ]
 )
 
+# Clip metadata copied next to every vector, so a search can prefilter on it inside Lance and
+# return its hits without a join. The embedding stages refresh these when clips change.
+SEARCH_METADATA = [
+    pa.field("source", pa.string()),
+    pa.field("video_id", pa.string()),
+    pa.field("uri", pa.string()),
+    pa.field("start_s", pa.float64()),
+    pa.field("end_s", pa.float64()),
+    pa.field("duration_s", pa.float64()),
+    pa.field("viewpoint", pa.string()),
+    pa.field("taxonomy_l1", pa.string()),
+    pa.field("taxonomy_l2", pa.string()),
+    pa.field("taxonomy_l3", pa.string()),
+    pa.field("quality_score", pa.float64()),
+    pa.field("short_caption", pa.string()),
+]
+SEARCH_METADATA_NAMES = tuple(f.name for f in SEARCH_METADATA)
+
+
+def vector_type(dim: int) -> pa.DataType:
+    return pa.list_(pa.float32(), dim)
+
+
+def clip_embeddings_schema(dim: int) -> pa.Schema:
+    """One row per (clip, CLIP model): the pooled vector and the per-keyframe vectors."""
+    return pa.schema(
+        [
+            _key("embedding_id"),
+            pa.field("clip_id", pa.string()),
+            pa.field("model_id", pa.string()),
+            pa.field("vector", vector_type(dim)),
+            pa.field("keyframe_ids", pa.list_(pa.string())),
+            pa.field("keyframe_vectors", pa.list_(vector_type(dim))),
+            *SEARCH_METADATA,
+            _ts("embedded_at"),
+            pa.field("run_id", pa.string()),
+        ]
+    )
+
+
+def text_embeddings_schema(dim: int) -> pa.Schema:
+    """One row per (clip, caption field, text model)."""
+    return pa.schema(
+        [
+            _key("embedding_id"),
+            pa.field("clip_id", pa.string()),
+            pa.field("field", pa.string()),
+            pa.field("text", pa.string()),
+            pa.field("text_hash", pa.string()),
+            pa.field("model_id", pa.string()),
+            pa.field("vector", vector_type(dim)),
+            *SEARCH_METADATA,
+            _ts("embedded_at"),
+            pa.field("run_id", pa.string()),
+        ]
+    )
+
+
+# Tables whose vector width depends on the model; the stored dataset's schema wins, these
+# defaults only describe a table that does not exist yet.
+DYNAMIC_TABLES = {
+    "clip_embeddings": lambda: clip_embeddings_schema(512),
+    "text_embeddings": lambda: text_embeddings_schema(384),
+}
+
 TABLES: dict[str, pa.Schema] = {
     "sources": SOURCES,
     "videos": VIDEOS,

@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lakehouse import schemas
-from lakehouse.errors import QueryError, QueryRefusedError, QueryTimeoutError
+from lakehouse.errors import (
+    ModelUnavailableError,
+    QueryError,
+    QueryRefusedError,
+    QueryTimeoutError,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -60,7 +65,12 @@ class Session:
         self.versions: dict[str, int] = {}
         self.tables = self._register_tables(versions or {})
         self.views = self._create_views(views_dirs or [lh.config.sql_dirs["views"]])
+        from lakehouse.semantic_sql import SemanticFunctions
+
+        self.semantic = SemanticFunctions(self)
+        self.semantic.register()
         self.locked = locked
+        self.con.execute("SET enable_progress_bar = false")
         if locked:
             self.con.execute("SET enable_external_access = false")
             self.con.execute("SET allow_community_extensions = false")
@@ -77,14 +87,15 @@ class Session:
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     def _register_tables(self, versions: Mapping[str, int | str]) -> list[str]:
-        names = list(dict.fromkeys([*schemas.TABLES, *self.lh.table_names()]))
+        known = [*schemas.TABLES, *schemas.DYNAMIC_TABLES]
+        names = list(dict.fromkeys([*known, *self.lh.table_names()]))
         for name in names:
             ds = self.lh.dataset(name, version=versions.get(name))
             if ds is not None:
                 self.versions[name] = ds.version
                 self.con.register(name, ds)
-            elif name in schemas.TABLES:
-                self.con.register(name, schemas.TABLES[name].empty_table())
+            elif name in known:
+                self.con.register(name, self.lh.schema(name).empty_table())
         return names
 
     def _create_views(self, dirs: Sequence[Path]) -> list[str]:
@@ -143,6 +154,9 @@ class Session:
                 "select fewer rows or columns."
             ) from None
         except duckdb.InvalidInputException as exc:
+            if "ModelUnavailableError: " in str(exc):
+                message = str(exc).split("ModelUnavailableError: ", 1)[1].strip()
+                raise ModelUnavailableError(message) from None
             if "configuration has been locked" in str(exc):
                 raise QueryRefusedError(
                     "Query refused: settings cannot be changed in the lakehouse SQL session."

@@ -74,6 +74,8 @@ class Lakehouse:
     def __init__(self, config: Config):
         self.config = config
         self.root = config.root
+        self._lancedb: Any = None
+        self._lancedb_tables: dict[str, Any] = {}
         if config.is_local:
             os.makedirs(self.root, exist_ok=True)
 
@@ -85,12 +87,15 @@ class Lakehouse:
         return f"{self.root}/{name}.lance"
 
     def schema(self, name: str) -> pa.Schema:
-        try:
+        if name in schemas.TABLES:
             return schemas.TABLES[name]
-        except KeyError:
-            raise TableNotFoundError(
-                f"There is no table named {name!r}; known tables: {sorted(schemas.TABLES)}."
-            ) from None
+        ds = self.dataset(name)
+        if ds is not None:
+            return ds.schema
+        if name in schemas.DYNAMIC_TABLES:
+            return schemas.DYNAMIC_TABLES[name]()
+        known = sorted([*schemas.TABLES, *schemas.DYNAMIC_TABLES])
+        raise TableNotFoundError(f"There is no table named {name!r}; known tables: {known}.")
 
     def dataset(self, name: str, version: int | str | None = None) -> lance.LanceDataset | None:
         """The Lance dataset of a table (at a version or tag), or None if it does not exist."""
@@ -114,14 +119,14 @@ class Lakehouse:
                 return None
             raise
 
-    def ensure(self, name: str) -> lance.LanceDataset:
+    def ensure(self, name: str, schema: pa.Schema | None = None) -> lance.LanceDataset:
         """Open a table, creating it empty (with its schema) if it does not exist yet."""
         import lance
 
         ds = self.dataset(name)
-        schema = self.schema(name)
         if ds is not None:
-            return self._evolve(name, ds, schema)
+            return self._evolve(name, ds, schema or self.schema(name))
+        schema = schema or self.schema(name)
         try:
             return lance.write_dataset(
                 schema.empty_table(),
@@ -148,12 +153,32 @@ class Lakehouse:
                 raise
         return self.dataset(name)
 
+    def lancedb_table(self, name: str) -> Any:
+        """A LanceDB handle on a table (for search), or None if it does not exist. Handles are
+        cached and re-check the table version on every read, so writes made by other
+        processes are seen."""
+        if name not in self._lancedb_tables:
+            if not self.exists(name):
+                return None
+            if self._lancedb is None:
+                import datetime as dt
+
+                import lancedb
+
+                self._lancedb = lancedb.connect(
+                    self.root,
+                    read_consistency_interval=dt.timedelta(0),
+                    storage_options=self.config.storage_options or None,
+                )
+            self._lancedb_tables[name] = self._lancedb.open_table(name)
+        return self._lancedb_tables[name]
+
     def exists(self, name: str) -> bool:
         return self.dataset(name) is not None
 
     def table_names(self) -> list[str]:
         """Tables that exist under the root, known ones first."""
-        names = [n for n in schemas.TABLES if self.exists(n)]
+        names = [n for n in [*schemas.TABLES, *schemas.DYNAMIC_TABLES] if self.exists(n)]
         if self.config.is_local and os.path.isdir(self.root):
             extra = sorted(
                 e[: -len(".lance")]
@@ -197,10 +222,15 @@ class Lakehouse:
         return 0 if ds is None else ds.count_rows(filter=filter)
 
     # -- writes -------------------------------------------------------------------------
-    def to_arrow(self, name: str, rows: Sequence[Mapping[str, Any]] | pa.Table) -> pa.Table:
+    def to_arrow(
+        self,
+        name: str,
+        rows: Sequence[Mapping[str, Any]] | pa.Table,
+        schema: pa.Schema | None = None,
+    ) -> pa.Table:
         import pyarrow as pa
 
-        schema = self.schema(name)
+        schema = schema or self.schema(name)
         if isinstance(rows, pa.Table):
             return rows.select(schema.names).cast(schema)
         return pa.Table.from_pylist([_clean_row(r, schema.names) for r in rows], schema=schema)
@@ -211,13 +241,14 @@ class Lakehouse:
         rows: Sequence[Mapping[str, Any]] | pa.Table,
         *,
         update: bool = True,
+        schema: pa.Schema | None = None,
     ) -> WriteResult:
         """Insert rows whose key is new; with ``update``, replace rows whose key exists."""
-        data = self.to_arrow(name, rows)
+        data = self.to_arrow(name, rows, schema)
         if data.num_rows == 0:
             return WriteResult(name)
-        ds = self.ensure(name)
-        builder = ds.merge_insert(schemas.primary_key(self.schema(name)))
+        ds = self.ensure(name, data.schema)
+        builder = ds.merge_insert(schemas.primary_key(data.schema))
         if update:
             builder = builder.when_matched_update_all()
         stats = _execute(builder.when_not_matched_insert_all(), data)
@@ -236,6 +267,7 @@ class Lakehouse:
         scope: str,
         compare: bool = True,
         delete: bool = True,
+        schema: pa.Schema | None = None,
     ) -> WriteResult:
         """Make the rows matching ``scope`` equal to ``rows`` in one commit.
 
@@ -243,10 +275,10 @@ class Lakehouse:
         within ``scope`` that ``rows`` no longer holds are deleted (unless ``delete`` is false).
         Unchanged rows are not rewritten, so a re-run that finds nothing new commits nothing.
         """
-        data = self.to_arrow(name, rows)
-        schema = self.schema(name)
+        data = self.to_arrow(name, rows, schema)
+        schema = data.schema
         key = schemas.primary_key(schema)
-        ds = self.ensure(name)
+        ds = self.ensure(name, schema)
         columns = [f.name for f in schema if compare or f.name == key]
         if compare:
             import pyarrow as pa

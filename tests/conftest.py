@@ -68,3 +68,19 @@ def synthetic_videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
         seed=3,
     )
     return videos
+
+
+def with_models(config: Config, **settings) -> Config:
+    """A copy of ``config`` with some model settings changed."""
+    import dataclasses
+
+    return dataclasses.replace(config, models=dataclasses.replace(config.models, **settings))
+
+
+TINY_CLIP = {"clip_arch": "lakehouse-tiny-test", "clip_pretrained": "random-init-test-only"}
+
+
+@pytest.fixture
+def tiny_clip_config(config: Config) -> Config:
+    """The randomly initialised test CLIP (its model id says TEST ONLY) and the real MiniLM."""
+    return with_models(config, **TINY_CLIP)

@@ -9,13 +9,27 @@ from dagster_defs.definitions import build_defs
 from dagster_defs.runner import open_instance, run_ingest
 from lakehouse.errors import PipelineError
 from lakehouse.sources import register_source
+from lakehouse.store import Lakehouse
 
-ASSET_KEYS = ["annotations", "clips", "keyframes", "quarantine", "videos"]
+ASSET_KEYS = [
+    "annotations",
+    "clip_embeddings",
+    "clips",
+    "keyframes",
+    "quarantine",
+    "search_index",
+    "text_embeddings",
+    "videos",
+]
 CHECK_KEYS = [
+    "clip_embeddings:clip_embedding_coverage",
+    "clip_embeddings:clip_vectors_have_model_width_and_unit_norm",
     "clips:annotation_coverage",
     "clips:clip_spans_within_video",
     "clips:unique_clip_id",
     "quarantine:quarantine_counts",
+    "text_embeddings:text_embedding_coverage",
+    "text_embeddings:text_vectors_have_model_width_and_unit_norm",
 ]
 
 
@@ -33,7 +47,12 @@ def test_definitions_load_with_the_expected_assets_and_checks(config):
         "videos",
         "annotations",
     }
+    assert {p.to_user_string() for p in graph.get(dg.AssetKey("search_index")).parent_keys} == {
+        "clip_embeddings",
+        "text_embeddings",
+    }
     assert defs.resolve_job_def("ingest") is not None
+    assert defs.resolve_job_def("embed") is not None
 
 
 def test_module_level_defs_load():
@@ -57,7 +76,9 @@ def source_folder(tmp_path, synthetic_videos):
     return folder
 
 
-def test_ingest_job_materializes_every_asset_and_passes_checks(config, lh, source_folder):
+def test_ingest_job_materializes_every_asset_and_passes_checks(tiny_clip_config, source_folder):
+    config = tiny_clip_config
+    lh = Lakehouse(config)
     register_source(lh, source_folder, name="cam-a", annotations=[source_folder / "labels.csv"])
     report = run_ingest(config, "cam-a")
     assert report.success
@@ -68,7 +89,9 @@ def test_ingest_job_materializes_every_asset_and_passes_checks(config, lh, sourc
     assert by_asset["quarantine"]["rows_in_source"] == 2
     assert by_asset["clips"]["table_version"] >= 2
     assert "clip_id" in by_asset["clips"]["preview"]
-    assert all(c.passed for c in report.checks) and len(report.checks) == 4
+    assert by_asset["clip_embeddings"]["rows_in_source"] == 4
+    assert by_asset["text_embeddings"]["rows_in_source"] == 1
+    assert all(c.passed for c in report.checks) and len(report.checks) == len(CHECK_KEYS)
 
     # the run is in the instance the UI reads, with its materializations per partition
     instance = open_instance(config)
@@ -81,7 +104,8 @@ def test_ingest_job_materializes_every_asset_and_passes_checks(config, lh, sourc
         instance.dispose()
 
     again = run_ingest(config, "cam-a")
-    assert {a.asset: a.metadata["inserted"] for a in again.assets} == dict.fromkeys(ASSET_KEYS, 0)
+    inserted = {a.asset: a.metadata.get("inserted", 0) for a in again.assets}
+    assert inserted == dict.fromkeys(ASSET_KEYS, 0)
 
 
 def test_a_failing_step_is_a_clear_pipeline_error(config, lh, source_folder):

@@ -1,0 +1,1 @@
+"""Embeddings domain: CLIP and caption vectors, and the search indexes over them."""

@@ -1,0 +1,163 @@
+"""Embedding stages: one vector per clip and model, incremental, model versions kept apart."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import with_models
+
+from lakehouse.embeddings import embed_captions, embed_clips
+from lakehouse.models import RANDOM_TAG
+from lakehouse.pipeline import run_stages
+from lakehouse.sources import register_source
+from lakehouse.store import Lakehouse
+
+
+@pytest.fixture
+def folder(tmp_path, synthetic_videos):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    shutil.copy(synthetic_videos["ego"], folder / "a.mp4")
+    shutil.copy(synthetic_videos["exo"], folder / "b.mp4")
+    (folder / "labels.jsonl").write_text(
+        json.dumps(
+            {
+                "file": "a.mp4",
+                "caption": "hands reach for a cup",
+                "motion": "reaching",
+                "viewpoint": "ego",
+            }
+        )
+        + "\n"
+        + json.dumps({"file": "b.mp4", "caption": "a person dances", "viewpoint": "exo"})
+        + "\n"
+    )
+    return folder
+
+
+def _ingest(config, folder):
+    lh = Lakehouse(config)
+    source = register_source(lh, folder, name="cam", annotations=[folder / "labels.jsonl"])
+    return lh, source, run_stages(lh, source, run_id="r1")
+
+
+def test_clip_and_caption_vectors(tiny_clip_config, folder):
+    lh, _, results = _ingest(tiny_clip_config, folder)
+    by_stage = {r.stage: r for r in results}
+    assert by_stage["clip_embeddings"].write.inserted == 2
+    assert by_stage["text_embeddings"].write.inserted == 3  # 2 captions + 1 motion
+    rows = lh.read("clip_embeddings").to_pylist()
+    keyframes = lh.read("keyframes").to_pylist()
+    for row in rows:
+        assert RANDOM_TAG in row["model_id"]
+        assert abs(np.linalg.norm(row["vector"]) - 1) < 1e-5
+        frames = sorted(
+            (k for k in keyframes if k["clip_id"] == row["clip_id"]), key=lambda k: k["idx"]
+        )
+        assert row["keyframe_ids"] == [k["keyframe_id"] for k in frames]
+        assert len(row["keyframe_vectors"]) == len(frames)
+        pooled = np.mean(row["keyframe_vectors"], axis=0)
+        assert np.allclose(pooled / np.linalg.norm(pooled), row["vector"], atol=1e-5)
+        assert row["viewpoint"] in ("ego", "exo") and row["uri"].endswith(".mp4")
+    texts = {(r["field"], r["text"]) for r in lh.read("text_embeddings").to_pylist()}
+    assert texts == {
+        ("short_caption", "hands reach for a cup"),
+        ("short_caption", "a person dances"),
+        ("semantic_motion", "reaching"),
+    }
+
+
+def test_reruns_embed_nothing_and_new_clips_only_themselves(
+    tiny_clip_config, folder, synthetic_videos
+):
+    lh, source, _ = _ingest(tiny_clip_config, folder)
+    versions = lh.versions()
+    again = run_stages(lh, source, run_id="r2")
+    assert all(not r.write.changed for r in again)
+    assert lh.versions() == versions
+    shutil.copy(synthetic_videos["cuts"], folder / "c.mp4")  # three scene-cut clips
+    result = embed_clips(lh, source, run_id="r3")
+    assert result.details["embedded"] == 0  # no keyframes yet for c.mp4
+    results = {r.stage: r for r in run_stages(lh, source, run_id="r3")}
+    assert results["clip_embeddings"].details["embedded"] == 3
+    assert results["text_embeddings"].details["embedded"] == 0
+
+
+def test_switching_models_keeps_old_vectors_and_backfills(
+    tiny_clip_config, folder, tmp_path, capsys
+):
+    _, source, _ = _ingest(tiny_clip_config, folder)
+    import torch
+
+    from lakehouse.models import load_clip
+
+    model = load_clip(tiny_clip_config.models)
+    for p in model.model.parameters():
+        p.data.mul_(1.01)
+    checkpoint = tmp_path / "tuned.pt"
+    torch.save(model.model.state_dict(), checkpoint)
+    tuned = with_models(tiny_clip_config, clip_pretrained="tuned", clip_checkpoint=str(checkpoint))
+    lh2 = Lakehouse(tuned)
+    result = embed_clips(lh2, source, run_id="r2")
+    assert result.details["embedded"] == 2
+    models = lh2.sql("select model_id, count(*) as n from clip_embeddings group by 1").to_pylist()
+    assert len(models) == 2 and all(m["n"] == 2 for m in models)
+    assert embed_clips(lh2, source, run_id="r3").details["embedded"] == 0
+
+    from lakehouse.cli import main
+
+    main(["models", "--root", tuned.root, "--config", _toml(tmp_path, tuned)])
+    out = capsys.readouterr().out
+    assert "(configured)" in out and "(stale)" in out
+
+
+def _toml(tmp_path, config):
+    path = tmp_path / "lakehouse.toml"
+    m = config.models
+    path.write_text(
+        f'[models]\nclip_arch = "{m.clip_arch}"\nclip_pretrained = "{m.clip_pretrained}"\n'
+        f'clip_checkpoint = "{m.clip_checkpoint}"\n'
+    )
+    return str(path)
+
+
+def test_edited_captions_and_metadata_are_refreshed(tiny_clip_config, folder):
+    lh, source, _ = _ingest(tiny_clip_config, folder)
+    (folder / "labels.jsonl").write_text(
+        json.dumps(
+            {
+                "file": "a.mp4",
+                "caption": "hands grab a mug",
+                "motion": "reaching",
+                "viewpoint": "exo",
+            }
+        )
+        + "\n"
+        + json.dumps({"file": "b.mp4", "caption": "a person dances", "viewpoint": "exo"})
+        + "\n"
+    )
+    results = {r.stage: r for r in run_stages(lh, source, run_id="r2")}
+    assert results["text_embeddings"].details["embedded"] == 1  # only the edited caption
+    assert results["clip_embeddings"].details["embedded"] == 0
+    assert results["clip_embeddings"].write.updated == 1  # its viewpoint changed
+    rows = lh.sql(
+        "select viewpoint, short_caption from clip_embeddings order by short_caption"
+    ).to_pylist()
+    assert rows == [
+        {"viewpoint": "exo", "short_caption": "a person dances"},
+        {"viewpoint": "exo", "short_caption": "hands grab a mug"},
+    ]
+
+
+def test_unavailable_clip_model_skips_with_the_message(config, folder, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    lh, source, results = _ingest(config, folder)
+    clip = next(r for r in results if r.stage == "clip_embeddings")
+    assert clip.details["status"] == "skipped: model unavailable"
+    assert "models.clip_checkpoint" in clip.details["message"]
+    text = next(r for r in results if r.stage == "text_embeddings")
+    assert text.write.inserted == 3  # the other assets still materialize
+    assert embed_captions(lh, source, run_id="x").details["embedded"] == 0
