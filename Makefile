@@ -38,4 +38,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_keyframes.py
 
 clean:
-	rm -rf $(VENV) lakehouse_data demo_corpus .pytest_cache .ruff_cache
+	rm -rf $(VENV) lakehouse_data demo_corpus exports .pytest_cache .ruff_cache

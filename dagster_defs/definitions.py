@@ -1,4 +1,5 @@
-"""The project's Dagster definitions: ingest assets and checks over one lakehouse root."""
+"""The project's Dagster definitions over one lakehouse root: ingest and embedding assets (per
+source), the SQL views, one asset per subset file, their checks and jobs."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from dagster_defs.ingest.assets import ingest_assets
 from dagster_defs.ingest.checks import ingest_checks
 from dagster_defs.ingest.partitions import sources_partitions
 from dagster_defs.resources import lakehouse_resource
+from dagster_defs.subsets.assets import subset_assets, view_specs
 from lakehouse.config import Config
 
 INGEST_JOB = "ingest"
 EMBED_JOB = "embed"
+SUBSETS_JOB = "subsets"
 
 
 def build_defs(config: Config) -> dg.Definitions:
@@ -32,9 +35,15 @@ def build_defs(config: Config) -> dg.Definitions:
         partitions_def=sources_partitions,
         description="(Re-)embed one source with the configured models and refresh the indexes.",
     )
+    subsets = subset_assets(config)
+    subsets_job = dg.define_asset_job(
+        SUBSETS_JOB,
+        selection=dg.AssetSelection.assets(*subsets),
+        description="Materialize subsets (select one or more): each run records a new version.",
+    )
     return dg.Definitions(
-        assets=[*ingest_assets, *embedding_assets],
+        assets=[*ingest_assets, *embedding_assets, *view_specs(config), *subsets],
         asset_checks=[*ingest_checks, *embedding_checks],
-        jobs=[ingest_job, embed_job],
+        jobs=[ingest_job, embed_job, subsets_job],
         resources={"lakehouse": lakehouse_resource(config)},
     )

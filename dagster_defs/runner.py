@@ -81,6 +81,47 @@ def run_ingest(
     return report
 
 
+def run_subset(
+    config: Config,
+    name: str,
+    params: dict[str, Any] | None = None,
+    *,
+    instance: dg.DagsterInstance | None = None,
+    log_level: int = logging.INFO,
+) -> RunReport:
+    """Materialize one subset asset in a Dagster run (``lakehouse subset materialize``)."""
+    import json
+
+    from dagster_defs.definitions import SUBSETS_JOB
+    from lakehouse.subset_files import get_subset
+
+    get_subset(config, name)  # a clear error for an unknown name, before Dagster's
+    defs = build_defs(config)
+    own_instance = instance is None
+    instance = instance or open_instance(config)
+    try:
+        job = defs.resolve_job_def(SUBSETS_JOB)
+        run_config = {
+            "loggers": {"console": {"config": {"log_level": logging.getLevelName(log_level)}}},
+            "ops": {name: {"config": {"params_json": json.dumps(params or {})}}},
+        }
+        result = job.execute_in_process(
+            run_config=run_config,
+            instance=instance,
+            asset_selection=[dg.AssetKey(name)],
+            raise_on_error=False,
+        )
+        report = _report(result)
+    finally:
+        if own_instance:
+            instance.dispose()
+    if not report.success:
+        raise PipelineError(
+            f"Dagster run {report.run_id} (subset {name}) failed: {_first_failure(result)}"
+        )
+    return report
+
+
 def _report(result: dg.ExecuteInProcessResult) -> RunReport:
     report = RunReport(result.run_id, result.success)
     for event in result.get_asset_materialization_events():

@@ -7,48 +7,13 @@ libraries are imported inside the commands, so ``lakehouse --help`` starts fast.
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import click
 
+from lakehouse.cli_common import State, common_options
 from lakehouse.errors import LakehouseError
-
-
-class State:
-    def __init__(self) -> None:
-        self.root: str | None = None
-        self.config_file: str | None = None
-        self.verbose = 0
-
-    def config(self) -> Any:
-        from lakehouse.config import Config
-
-        return Config.load(root=self.root, config_file=self.config_file)
-
-    def lakehouse(self) -> Any:
-        from lakehouse.store import Lakehouse
-
-        return Lakehouse(self.config())
-
-
-def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--root`` / ``--config`` accepted after the command name too."""
-
-    @click.option("--root", "root", default=None, help="Lakehouse root (folder or s3:// URI).")
-    @click.option("--config", "config_file", default=None, help="Configuration TOML file.")
-    @click.pass_obj
-    @functools.wraps(func)
-    def wrapper(state: State, root: str | None, config_file: str | None, **kwargs: Any) -> Any:
-        if root:
-            state.root = root
-        if config_file:
-            state.config_file = config_file
-        return func(state, **kwargs)
-
-    return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -335,12 +300,24 @@ def config(state: State) -> None:
     show_default=True,
     help="Where to generate the demo videos.",
 )
+@click.option(
+    "--exports", default="./exports", show_default=True, help="Where to export the demo subset."
+)
 @common_options
-def demo(state: State, corpus: str) -> None:
-    """Generate a small synthetic corpus, ingest it through Dagster and query it."""
+def demo(state: State, corpus: str, exports: str) -> None:
+    """Generate a small synthetic corpus, ingest it through Dagster, query it, make a subset."""
     from lakehouse.demo import run_demo
 
-    run_demo(state.config(), corpus, echo=click.echo, verbose=state.verbose)
+    run_demo(state.config(), corpus, echo=click.echo, verbose=state.verbose, exports=exports)
+
+
+def _register_groups() -> None:
+    from lakehouse.cli_subset import subset
+
+    cli.add_command(subset)
+
+
+_register_groups()
 
 
 def main(argv: list[str] | None = None) -> None:

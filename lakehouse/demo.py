@@ -186,6 +186,7 @@ def run_demo(
     *,
     echo: Callable[..., None] = print,
     verbose: int = 0,
+    exports: str | os.PathLike[str] = "./exports",
 ) -> dict[str, Any]:
     """Build the corpus, ingest it through Dagster, print what the lakehouse now holds."""
     import logging
@@ -228,9 +229,50 @@ def run_demo(
     echo("Egocentric clips over 5 s (bound parameters: 'ego', 5):\n" + _indent(EGO_QUERY))
     echo(_indent(to_text_table(lh.sql(EGO_QUERY, ["ego", 5]))))
     _semantic_demo(lh, echo)
+    subset = _subset_demo(config, lh, exports, echo, verbose)
     echo(f'Try: lakehouse sql --root {lh.root} "select * from clip_facts limit 5"')
     echo(f'     lakehouse search --root {lh.root} "someone tightening a bolt" --mode caption')
-    return {"report": report, "quarantine": quarantined.num_rows}
+    echo(f"     lakehouse subset list --root {lh.root}")
+    return {"report": report, "quarantine": quarantined.num_rows, "subset": subset}
+
+
+DEMO_SUBSET = "egocentric_tool_use_over_30s"
+DEMO_SUBSET_PARAMS = {"min_duration_s": 5.0}  # the generated clips are all shorter than 30 s
+
+
+def _subset_demo(
+    config: Any, lh: Any, exports: str | os.PathLike[str], echo: Callable[..., None], verbose: int
+) -> Any:
+    """A subset from its file to a WebDataset export: materialized once (a Dagster run), then
+    reproduced against its pinned tables and exported."""
+    import logging
+
+    from dagster_defs.runner import run_subset
+    from lakehouse.export import export_subset
+    from lakehouse.output import to_text_table
+    from lakehouse.subsets import get_version, latest_version, reproduce_subset
+
+    echo(f"Subset sql/subsets/{DEMO_SUBSET}.sql, with min_duration_s = 5:")
+    if latest_version(lh, DEMO_SUBSET) == 0:
+        level = logging.DEBUG if verbose else logging.WARNING
+        report = run_subset(config, DEMO_SUBSET, DEMO_SUBSET_PARAMS, log_level=level)
+        echo(f"  materialized by Dagster run {report.run_id}")
+    record = get_version(lh, DEMO_SUBSET)
+    pins = ", ".join(f"{t} v{v}" for t, v in sorted(record.table_versions.items()))
+    echo(f"  version {record.version}: {record.row_count} clips; pinned: {pins}")
+    clips = lh.sql(
+        "select external_id, round(duration_s, 1) as duration_s, semantic_motion from clip_facts "
+        "where list_contains($ids, clip_id) order by external_id",
+        {"ids": record.clip_ids},
+    )
+    echo(_indent(to_text_table(clips)))
+    again = reproduce_subset(lh, DEMO_SUBSET, record.version)
+    verdict = "identical" if again.identical else "DIFFERENT"
+    echo(f"  reproduced against the pinned versions: {verdict}")
+    result = export_subset(lh, DEMO_SUBSET, fmt="webdataset", out=exports, version=record.version)
+    echo(f"  exported {result.samples} clip(s) as WebDataset: {', '.join(result.files)}\n")
+    echo(f"Try: lakehouse subset show {DEMO_SUBSET} --root {lh.root}")
+    return record
 
 
 SEARCH_QUERY = "someone working with a power tool"

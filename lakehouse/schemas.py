@@ -237,6 +237,40 @@ DYNAMIC_TABLES = {
     "text_embeddings": lambda: text_embeddings_schema(384),
 }
 
+SUBSETS = pa.schema(
+    [
+        _key("subset_version_id"),  # <name>@<version>
+        pa.field("name", pa.string()),
+        pa.field("version", pa.int32()),
+        pa.field("description", pa.string()),
+        pa.field("definition_path", pa.string()),
+        pa.field("sql_text", pa.string()),
+        pa.field("sql_hash", pa.string()),
+        pa.field("settings_json", pa.string()),
+        pa.field("params_json", pa.string()),
+        pa.field("table_versions_json", pa.string()),
+        pa.field("views_json", pa.string()),
+        pa.field("model_ids_json", pa.string()),
+        pa.field("pin_tag", pa.string()),
+        pa.field("row_count", pa.int64()),
+        pa.field("clips_hash", pa.string()),
+        _ts("created_at"),
+        pa.field("run_id", pa.string()),
+    ]
+)
+
+SUBSET_CLIPS = pa.schema(
+    [
+        _key("subset_clip_id"),  # <name>@<version>:<clip_id>
+        pa.field("name", pa.string()),
+        pa.field("version", pa.int32()),
+        pa.field("position", pa.int32()),
+        pa.field("clip_id", pa.string()),
+        pa.field("semantic_score", pa.float64()),
+        pa.field("stratum", pa.string()),
+    ]
+)
+
 TABLES: dict[str, pa.Schema] = {
     "sources": SOURCES,
     "videos": VIDEOS,
@@ -244,6 +278,8 @@ TABLES: dict[str, pa.Schema] = {
     "annotations": ANNOTATIONS,
     "keyframes": KEYFRAMES,
     "quarantine": QUARANTINE,
+    "subsets": SUBSETS,
+    "subset_clips": SUBSET_CLIPS,
 }
 
 

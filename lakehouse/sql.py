@@ -46,6 +46,7 @@ class Session:
         versions: Mapping[str, int | str] | None = None,
         locked: bool = True,
         views_dirs: Sequence[Path] | None = None,
+        view_sql: Mapping[str, str] | None = None,
     ):
         import duckdb
 
@@ -64,7 +65,13 @@ class Session:
         )
         self.versions: dict[str, int] = {}
         self.tables = self._register_tables(versions or {})
-        self.views = self._create_views(views_dirs or [lh.config.sql_dirs["views"]])
+        # the view texts this session was built from (a subset records them to reproduce)
+        self.view_sql: dict[str, str] = (
+            dict(view_sql)
+            if view_sql is not None
+            else read_views(views_dirs or [lh.config.sql_dirs["views"]])
+        )
+        self.views = self._create_views(self.view_sql)
         from lakehouse.semantic_sql import SemanticFunctions
 
         self.semantic = SemanticFunctions(self)
@@ -90,7 +97,12 @@ class Session:
         known = [*schemas.TABLES, *schemas.DYNAMIC_TABLES]
         names = list(dict.fromkeys([*known, *self.lh.table_names()]))
         for name in names:
-            ds = self.lh.dataset(name, version=versions.get(name))
+            # version 0 pins "the table did not exist yet": it reads as empty
+            ds = (
+                None
+                if versions.get(name) == 0
+                else self.lh.dataset(name, version=versions.get(name))
+            )
             if ds is not None:
                 self.versions[name] = ds.version
                 self.con.register(name, ds)
@@ -98,14 +110,8 @@ class Session:
                 self.con.register(name, self.lh.schema(name).empty_table())
         return names
 
-    def _create_views(self, dirs: Sequence[Path]) -> list[str]:
-        pending: dict[str, str] = {}
-        for folder in dirs:
-            for path in sorted(Path(folder).glob("*.sql")):
-                name = path.stem
-                if not VIEW_NAME.match(name):
-                    raise QueryError(f"View file {path} must be named like clip_facts.sql.")
-                pending[name] = path.read_text()
+    def _create_views(self, view_sql: Mapping[str, str]) -> list[str]:
+        pending = dict(view_sql)
         created: list[str] = []
         # views may read each other: create in passes until nothing more resolves
         while pending:
@@ -166,6 +172,18 @@ class Session:
             raise QueryError(f"Query failed: {_first_line(exc)}") from None
         finally:
             timer.cancel()
+
+
+def read_views(dirs: Sequence[Path]) -> dict[str, str]:
+    """The view files of ``dirs`` as ``{name: sql}`` (file name = view name)."""
+    views: dict[str, str] = {}
+    for folder in dirs:
+        for path in sorted(Path(folder).glob("*.sql")):
+            name = path.stem
+            if not VIEW_NAME.match(name):
+                raise QueryError(f"View file {path} must be named like clip_facts.sql.")
+            views[name] = path.read_text()
+    return views
 
 
 def check_statement(con: duckdb.DuckDBPyConnection, sql: str) -> None:

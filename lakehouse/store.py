@@ -342,6 +342,46 @@ class Lakehouse:
         )
         return run_stages(self, src, run_id=run_id)
 
+    def search(self, text: str | None = None, **kwargs: Any) -> pa.Table:
+        """Semantic search over clips; see :func:`lakehouse.search.search`."""
+        from lakehouse.search import search
+
+        return search(self, text, **kwargs)
+
+    # -- subsets --------------------------------------------------------------------------
+    def materialize_subset(self, name: str, params: Mapping[str, Any] | None = None) -> Any:
+        """Record the next version of subset ``name`` (without Dagster); see
+        :func:`lakehouse.subsets.materialize_subset`."""
+        from lakehouse.subsets import materialize_subset
+
+        return materialize_subset(self, name, params)
+
+    def reproduce_subset(self, name: str, version: int | None = None) -> Any:
+        from lakehouse.subsets import reproduce_subset
+
+        return reproduce_subset(self, name, version)
+
+    def export_subset(self, name: str, *, fmt: str, out: str, **kwargs: Any) -> Any:
+        from lakehouse.export import export_subset
+
+        return export_subset(self, name, fmt=fmt, out=out, **kwargs)
+
+    def cleanup(self, older_than_s: float = 7 * 86400) -> dict[str, int]:
+        """Delete table versions older than ``older_than_s`` seconds, except tagged ones (the
+        versions subsets pin) and each table's latest. Returns bytes removed per table."""
+        import datetime as dt
+
+        removed: dict[str, int] = {}
+        for name in self.table_names():
+            ds = self.dataset(name)
+            if ds is None:
+                continue
+            stats = ds.cleanup_old_versions(
+                older_than=dt.timedelta(seconds=older_than_s), error_if_tagged_old_versions=False
+            )
+            removed[name] = stats.bytes_removed
+        return removed
+
     def delete(self, name: str, predicate: str) -> int:
         ds = self.dataset(name)
         if ds is None:

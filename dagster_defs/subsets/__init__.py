@@ -1,0 +1,1 @@
+"""Subset assets: one per sql/subsets/*.sql file, and the SQL views they read."""

@@ -1,0 +1,35 @@
+"""Advisory locks that serialize read-then-write steps across processes (e.g. allocating the
+next subset version number). A local root uses ``fcntl`` locks on files under
+``<root>/.locks``; the OS drops them when a holder dies, so a crash never leaves a stale lock.
+An object-store root has no shared file system: there the step relies on the table's
+primary-key merge (a racing writer of the same key updates the row instead of duplicating it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lakehouse.store import Lakehouse
+
+
+@contextlib.contextmanager
+def lakehouse_lock(lh: Lakehouse, name: str) -> Iterator[None]:
+    """Hold the lakehouse-wide lock ``name`` (blocking) for the duration of the block."""
+    if not lh.config.is_local:
+        yield
+        return
+    import fcntl
+
+    folder = os.path.join(lh.root, ".locks")
+    os.makedirs(folder, exist_ok=True)
+    fd = os.open(os.path.join(folder, f"{name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
