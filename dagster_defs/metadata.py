@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import dagster as dg
@@ -28,6 +29,33 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return head + "".join("| " + " | ".join(cell(r.get(c)) for c in columns) + " |\n" for r in rows)
 
 
+HISTOGRAM_EDGES = (0, 2, 5, 10, 20, 30, 60, 120, 300)
+
+
+def duration_histogram(durations: list[float], width: int = 30) -> str:
+    """A bar chart (markdown) of clip durations, drawn in text so the UI shows it inline."""
+    values = [d for d in durations if d is not None]
+    if not values:
+        return "_no clips_"
+    labels = [f"{a}–{b} s" for a, b in itertools.pairwise(HISTOGRAM_EDGES)]
+    labels.append(f"≥ {HISTOGRAM_EDGES[-1]} s")
+    counts = [0] * len(labels)
+    for value in values:
+        index = sum(value >= edge for edge in HISTOGRAM_EDGES[1:])
+        counts[index] += 1
+    top = max(counts)
+
+    def bar(count: int) -> str:
+        return f"`{'█' * max(1, round(width * count / top))}`" if count else ""
+
+    rows = [
+        f"| {label} | {count} | {bar(count)} |"
+        for label, count in zip(labels, counts, strict=True)
+        if count or label != labels[-1]
+    ]
+    return "| duration | clips | |\n|---|---:|---|\n" + "\n".join(rows) + "\n"
+
+
 def materialize_result(lh: Lakehouse, result: StageResult) -> dg.MaterializeResult:
     columns = PREVIEW_COLUMNS.get(result.table, [])
     preview = lh.read(
@@ -45,6 +73,13 @@ def materialize_result(lh: Lakehouse, result: StageResult) -> dg.MaterializeResu
         "quarantined": dg.MetadataValue.int(result.quarantined),
         "preview": dg.MetadataValue.md(markdown_table(preview, columns)),
     }
+    if result.table == "clips":
+        durations = lh.read(
+            "clips", columns=["duration_s"], filter=f"source = {sql_literal(result.source)}"
+        ).column("duration_s")
+        metadata["duration_histogram"] = dg.MetadataValue.md(
+            duration_histogram(durations.to_pylist())
+        )
     if result.reasons:
         metadata["quarantine_reasons"] = dg.MetadataValue.json(result.reasons)
     for key, value in result.details.items():

@@ -311,6 +311,24 @@ def demo(state: State, corpus: str, exports: str) -> None:
     run_demo(state.config(), corpus, echo=click.echo, verbose=state.verbose, exports=exports)
 
 
+@cli.command()
+@click.option("--port", "-p", default=3000, show_default=True, help="Port on 127.0.0.1.")
+@click.option("--read-only", is_flag=True, help="Browse only: no runs can be launched.")
+@common_options
+def ui(state: State, port: int, read_only: bool) -> None:
+    """Start the Dagster UI for this lakehouse (bound to 127.0.0.1; see the README's warning)."""
+    from lakehouse.ui import run_ui
+
+    code = run_ui(
+        state.config(),
+        port=port,
+        read_only=read_only,
+        config_file=state.config_file,
+        echo=click.echo,
+    )
+    sys.exit(code)
+
+
 def _register_groups() -> None:
     from lakehouse.cli_subset import subset
 

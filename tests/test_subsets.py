@@ -531,5 +531,7 @@ def test_cli_materializes_through_dagster_and_exports(grown, tmp_path, capsys):
         metadata = events[0].asset_materialization.metadata
         assert metadata["subset_version"].value == 2
         assert "clips" in metadata["pinned_table_versions"].value
+        assert "█" in metadata["duration_histogram"].value  # the plot drawn in the UI
+        assert sum(metadata["viewpoints"].value.values()) == metadata["rows"].value
     finally:
         instance.dispose()

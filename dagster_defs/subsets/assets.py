@@ -8,7 +8,7 @@ from typing import Any
 
 import dagster as dg
 
-from dagster_defs.metadata import markdown_table
+from dagster_defs.metadata import duration_histogram, markdown_table
 from dagster_defs.resources import LakehouseResource
 from lakehouse.config import Config
 from lakehouse.errors import InputError, LakehouseError
@@ -112,6 +112,14 @@ def subset_metadata(lh: Any, record: SubsetVersion) -> dict[str, Any]:
         {"ids": record.clip_ids[:10]},
     ).to_pylist()
     columns = ["clip_id", "viewpoint", "duration_s", "short_caption"]
+    facts = lh.sql(
+        "select duration_s, coalesce(viewpoint, 'unknown') as viewpoint from clip_facts "
+        "where list_contains($ids, clip_id)",
+        {"ids": record.clip_ids},
+    ).to_pylist()
+    views: dict[str, int] = {}
+    for row in facts:
+        views[row["viewpoint"]] = views.get(row["viewpoint"], 0) + 1
     return {
         "subset_version": dg.MetadataValue.int(record.version),
         "dagster/row_count": dg.MetadataValue.int(record.row_count),
@@ -123,4 +131,8 @@ def subset_metadata(lh: Any, record: SubsetVersion) -> dict[str, Any]:
         "model_ids": dg.MetadataValue.json(record.model_ids),
         "params": dg.MetadataValue.json(record.params),
         "preview": dg.MetadataValue.md(markdown_table(preview, columns)),
+        "duration_histogram": dg.MetadataValue.md(
+            duration_histogram([r["duration_s"] for r in facts])
+        ),
+        "viewpoints": dg.MetadataValue.json(views),
     }

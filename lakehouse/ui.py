@@ -1,0 +1,91 @@
+"""``lakehouse ui``: the Dagster UI for this project's definitions and one lakehouse root.
+
+The UI binds 127.0.0.1 only. Anyone who can reach its port can launch runs (materialize, wipe
+assets' history) without logging in: do not expose it on a shared network; tunnel to it (e.g.
+``ssh -L 3000:127.0.0.1:3000 host``) and use ``--read-only`` where you only need to look.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lakehouse.errors import InputError
+
+if TYPE_CHECKING:
+    from lakehouse.config import Config
+
+HOST = "127.0.0.1"
+
+
+def _tool(name: str) -> str:
+    beside = Path(sys.executable).parent / name  # the same virtual environment first
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if not found:
+        raise InputError(f"{name} is not installed here; install the project with `make demo`.")
+    return found
+
+
+def ui_command(
+    config: Config, *, port: int, read_only: bool, config_file: str | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment that serve the UI for ``config``'s lakehouse."""
+    if not 1 <= port <= 65535:
+        raise InputError(f"Port {port} is not a TCP port; pass --port 1..65535.")
+    home = config.dagster_home_path
+    home.mkdir(parents=True, exist_ok=True)
+    settings = home / "dagster.yaml"
+    if not settings.exists():
+        settings.write_text("telemetry:\n  enabled: false\n")
+    env = dict(os.environ)
+    env.update({"LAKEHOUSE_ROOT": config.root, "DAGSTER_HOME": str(home)})
+    if config_file:
+        env["LAKEHOUSE_CONFIG"] = os.path.abspath(config_file)
+    if read_only:
+        argv = [_tool("dagster-webserver"), "-m", "dagster_defs", "-h", HOST, "-p", str(port)]
+        argv.append("--read-only")
+    else:
+        argv = [_tool("dagster"), "dev", "-m", "dagster_defs", "-h", HOST, "-p", str(port)]
+    return argv, env
+
+
+def run_ui(
+    config: Config,
+    *,
+    port: int = 3000,
+    read_only: bool = False,
+    config_file: str | None = None,
+    echo: object = print,
+) -> int:
+    """Serve the UI until interrupted; returns the server's exit status."""
+    argv, env = ui_command(config, port=port, read_only=read_only, config_file=config_file)
+    mode = "read-only" if read_only else "full (runs can be launched)"
+    echo(f"Dagster UI for {config.root}: http://{HOST}:{port}  [{mode}]  (Ctrl-C stops it)")
+    process = subprocess.Popen(argv, env=env, start_new_session=True)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        stop(process)
+        return 130
+
+
+def stop(process: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """Stop a server started in its own session: SIGTERM to the group, then SIGKILL."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=grace_s)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        process.wait()
