@@ -117,9 +117,11 @@ class SearchSettings:
     """Semantic search: when to build an ANN index and how to query it."""
 
     ann_min_rows: int = 100_000
-    exact_max_rows: int = 20_000
+    exact_max_rows: int = 50_000
     nprobes: int = 20
-    refine_factor: int = 5
+    refine_factor: int = 10
+    query_parallelism: int = 0
+    cache_mb: int = 1024
     rrf_k: int = 60
 
 

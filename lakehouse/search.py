@@ -15,7 +15,7 @@ import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 
 from lakehouse import schemas
@@ -23,6 +23,7 @@ from lakehouse.embeddings import CLIP_TABLE, TEXT_TABLE
 from lakehouse.errors import InputError, ModelUnavailableError, QueryError
 from lakehouse.models import load_clip, load_text, resolve_clip, resolve_text
 from lakehouse.store import in_list, sql_literal
+from lakehouse.vectors import vector_table
 
 if TYPE_CHECKING:
     import numpy as np
@@ -75,13 +76,20 @@ class Filter:
     expression: str | None = None
     clip_ids: frozenset[str] | None = None
 
-    def lance(self, model_id: str) -> str:
-        parts = [f"model_id = {sql_literal(model_id)}"]
+    def condition(self) -> str | None:
+        """The Lance expression of the filter alone (None: every row)."""
+        parts = []
         if self.expression:
             parts.append(f"({self.expression})")
         if self.clip_ids is not None and len(self.clip_ids) <= IN_LIST_MAX:
             parts.append(in_list("clip_id", self.clip_ids))
-        return " AND ".join(parts)
+        return " AND ".join(parts) or None
+
+    def lance(self, model_id: str) -> str:
+        """The filter and the model, as one Lance expression."""
+        condition = self.condition()
+        model = f"model_id = {sql_literal(model_id)}"
+        return f"{model} AND {condition}" if condition else model
 
 
 # -- the where predicate ------------------------------------------------------------------
@@ -122,18 +130,37 @@ def _parser() -> Any:
 
 def compile_where(lh: Lakehouse, where: str | None, params: Sequence[Any] = ()) -> Filter:
     """Validate ``where`` as one SQL predicate over clip_facts and decide where it runs."""
-    import duckdb
-
     if not where or not where.strip():
         if params:
             raise InputError("--param values were given without a --where predicate.")
         return Filter()
+    if ";" in where:
+        raise QueryError("The --where predicate must be a single SQL condition, no ';'.")
     text = bind_parameters(where, params)
-    query = f"SELECT clip_id FROM clip_facts WHERE ({text})"
+    if _analyse(text):
+        return Filter(expression=text)
+    from lakehouse.sql import Session
+
+    with Session(lh) as session:
+        ids = session.query(_where_query(text)).column("clip_id").to_pylist()
+    return Filter(clip_ids=frozenset(ids))
+
+
+def _where_query(text: str) -> str:
+    return f"SELECT clip_id FROM clip_facts WHERE ({text})"
+
+
+@lru_cache(maxsize=1024)
+def _analyse(text: str) -> bool:
+    """Parse a bound predicate (DuckDB's parser); True when Lance can evaluate it itself.
+    Cached: a predicate's text alone decides both (a refused one raises every time)."""
+    import duckdb
+
+    query = _where_query(text)
     con = _parser().cursor()
     try:
         statements = con.extract_statements(query)
-        if len(statements) != 1 or statements[0].type.name != "SELECT" or ";" in where:
+        if len(statements) != 1 or statements[0].type.name != "SELECT":
             raise QueryError("The --where predicate must be a single SQL condition, no ';'.")
         node = json.loads(con.execute("SELECT json_serialize_sql(?)", [query]).fetchall()[0][0])
     except duckdb.Error as exc:
@@ -151,13 +178,7 @@ def compile_where(lh: Lakehouse, where: str | None, params: Sequence[Any] = ()) 
         or not select.get("where_clause")
     ):
         raise QueryError("The --where predicate must be a condition on clip_facts columns only.")
-    if _pushable(select["where_clause"]):
-        return Filter(expression=text)
-    from lakehouse.sql import Session
-
-    with Session(lh) as session:
-        ids = session.query(query).column("clip_id").to_pylist()
-    return Filter(clip_ids=frozenset(ids))
+    return _pushable(select["where_clause"])
 
 
 def _pushable(node: Any) -> bool:
@@ -218,10 +239,6 @@ def _table(lh: Lakehouse, name: str) -> Any:
     return table
 
 
-def _has_vector_index(table: Any) -> bool:
-    return any(i.columns == ["vector"] for i in table.list_indices())
-
-
 def vector_hits(
     lh: Lakehouse,
     table_name: str,
@@ -230,25 +247,16 @@ def vector_hits(
     flt: Filter,
     limit: int,
 ) -> list[dict[str, Any]]:
-    """Rows nearest ``vector`` (score = cosine similarity), filtered before ranking."""
-    table = _table(lh, table_name)
-    columns = ["clip_id", *schemas.SEARCH_METADATA_NAMES, "_distance"]
+    """Rows nearest ``vector`` (score = cosine similarity), filtered before ranking; how the
+    query runs (exact or through the ANN index) is decided in :mod:`lakehouse.vectors`."""
+    columns = ["clip_id", *schemas.SEARCH_METADATA_NAMES]
     if table_name == TEXT_TABLE:
         columns.insert(1, "field")
     if flt.clip_ids is not None and len(flt.clip_ids) > IN_LIST_MAX:
-        return _scan_hits(lh, table_name, vector, model_id, flt, limit, columns[:-1])
-    expression = flt.lance(model_id)
-    query = table.search(vector, vector_column_name="vector").distance_type("dot")
-    query = query.where(expression, prefilter=True)
-    settings = lh.config.search
-    if _has_vector_index(table):
-        if table.count_rows(expression) <= settings.exact_max_rows:
-            query = query.bypass_vector_index()
-        else:
-            query = query.nprobes(settings.nprobes).refine_factor(settings.refine_factor)
-    rows = query.select(columns).limit(limit).to_arrow().to_pylist()
-    for row in rows:
-        row["score"] = 1.0 - row.pop("_distance")
+        return _scan_hits(lh, table_name, vector, model_id, flt, limit, columns)
+    rows, _ = vector_table(lh, table_name).nearest(
+        vector, model_id=model_id, condition=flt.condition(), columns=columns, limit=limit
+    )
     return rows
 
 

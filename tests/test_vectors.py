@@ -1,0 +1,179 @@
+"""The vector query planner: exact over cached rows for selective filters, ANN with effort
+scaled by selectivity otherwise, model isolation, freshness across processes."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from lakehouse.schemas import clip_embeddings_schema
+from lakehouse.search import refresh_indexes
+from lakehouse.store import Lakehouse
+from lakehouse.vectors import vector_table
+
+DIM = 32
+COLUMNS = ["clip_id", "viewpoint", "duration_s"]
+
+
+def rows_for(vectors: np.ndarray, model: str, first: int = 0) -> list[dict]:
+    return [
+        {
+            "embedding_id": f"c{first + i}:{model}",
+            "clip_id": f"c{first + i}",
+            "model_id": model,
+            "vector": v,
+            "keyframe_ids": [],
+            "keyframe_vectors": [],
+            "source": "s",
+            "viewpoint": "ego" if (first + i) % 100 == 0 else "exo",
+            "duration_s": float((first + i) % 60),
+        }
+        for i, v in enumerate(vectors)
+    ]
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture
+def table(config):
+    """4,000 vectors of model m1, indexed (IVF_RQ), exact_max_rows 100."""
+    rng = np.random.default_rng(0)
+    vectors = unit(rng.normal(size=(4000, DIM)))
+    search = dataclasses.replace(config.search, ann_min_rows=1000, exact_max_rows=100)
+    lh = Lakehouse(dataclasses.replace(config, search=search))
+    lh.upsert("clip_embeddings", rows_for(vectors, "m1"), schema=clip_embeddings_schema(DIM))
+    refresh_indexes(lh)
+    return lh, vectors
+
+
+def exact_ids(vectors: np.ndarray, q: np.ndarray, mask: np.ndarray, k: int) -> list[str]:
+    rows = np.flatnonzero(mask)
+    return [f"c{i}" for i in rows[np.argsort(-(vectors[rows] @ q))][:k]]
+
+
+def test_a_selective_filter_is_searched_exactly_from_a_cached_block(table):
+    lh, vectors = table
+    vt = vector_table(lh, "clip_embeddings")
+    ego = np.arange(len(vectors)) % 100 == 0  # 40 rows, under exact_max_rows
+    for seed in range(5):
+        q = unit(np.random.default_rng(seed).normal(size=DIM))
+        rows, plan = vt.nearest(
+            q, model_id="m1", condition="viewpoint = 'ego'", columns=COLUMNS, limit=10
+        )
+        assert plan.kind == "exact" and plan.passing == 40
+        assert [r["clip_id"] for r in rows] == exact_ids(vectors, q, ego, 10)
+        assert rows[0]["score"] == pytest.approx(float(vectors[int(rows[0]["clip_id"][1:])] @ q))
+    assert len(vt._blocks) == 1  # five queries, one read of the 40 rows
+
+
+def test_ann_effort_grows_as_the_filter_gets_more_selective(table):
+    lh, _ = table
+    vt = vector_table(lh, "clip_embeddings")
+    q = unit(np.random.default_rng(1).normal(size=DIM))
+    _, everything = vt.nearest(q, model_id="m1", condition=None, columns=COLUMNS, limit=10)
+    _, tenth = vt.nearest(q, model_id="m1", condition="duration_s < 6", columns=COLUMNS, limit=10)
+    assert everything.kind == tenth.kind == "ann"
+    settings = lh.config.search
+    assert (everything.nprobes, everything.refine_factor) == (
+        settings.nprobes,
+        settings.refine_factor,
+    )
+    assert tenth.passing == sum(i % 60 < 6 for i in range(4000))  # 10%
+    assert tenth.nprobes > everything.nprobes and tenth.refine_factor > everything.refine_factor
+
+
+def test_rows_of_another_model_never_come_back(table):
+    lh, _ = table
+    other = unit(np.random.default_rng(7).normal(size=(500, DIM)))
+    lh.upsert(
+        "clip_embeddings", rows_for(other, "m2", first=10_000), schema=clip_embeddings_schema(DIM)
+    )
+    vt = vector_table(lh, "clip_embeddings")
+    q = other[3]  # m2's own vector: the best m2 hit, never an m1 answer
+    for condition in (None, "viewpoint = 'ego'"):
+        m1, plan = vt.nearest(q, model_id="m1", condition=condition, columns=COLUMNS, limit=20)
+        assert m1 and all(int(r["clip_id"][1:]) < 4000 for r in m1), plan
+    m2, plan = vt.nearest(q, model_id="m2", condition=None, columns=COLUMNS, limit=1)
+    assert plan.passing == 500  # the m2 rows are not indexed yet: Lance scans them exactly
+    assert m2[0]["clip_id"] == "c10003" and m2[0]["score"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_cache_budget_too_small_scans_inside_lance_with_the_same_answer(config):
+    rng = np.random.default_rng(2)
+    vectors = unit(rng.normal(size=(300, DIM)))
+    search = dataclasses.replace(config.search, cache_mb=0)
+    lh = Lakehouse(dataclasses.replace(config, search=search))
+    lh.upsert("clip_embeddings", rows_for(vectors, "m1"), schema=clip_embeddings_schema(DIM))
+    q = unit(rng.normal(size=DIM))
+    rows, plan = vector_table(lh, "clip_embeddings").nearest(
+        q, model_id="m1", condition="duration_s >= 30", columns=COLUMNS, limit=5
+    )
+    mask = np.arange(300) % 60 >= 30
+    assert plan.kind == "scan"
+    assert [r["clip_id"] for r in rows] == exact_ids(vectors, q, mask, 5)
+
+
+def test_writes_by_another_process_are_seen_by_a_warm_handle(table, tmp_path):
+    lh, _ = table
+    vt = vector_table(lh, "clip_embeddings")
+    q = unit(np.random.default_rng(3).normal(size=DIM))
+    before, _ = vt.nearest(
+        q, model_id="m1", condition="viewpoint = 'ego'", columns=COLUMNS, limit=1
+    )
+    assert before[0]["clip_id"] != "fresh"
+    np.save(tmp_path / "q.npy", q)
+    script = textwrap.dedent(
+        f"""
+        import numpy as np
+        from lakehouse.config import Config
+        from lakehouse.schemas import clip_embeddings_schema
+        from lakehouse.store import Lakehouse
+        lh = Lakehouse(Config.load(root={lh.root!r}, env={{}}))
+        q = np.load({str(tmp_path / "q.npy")!r})
+        lh.upsert("clip_embeddings", [{{
+            "embedding_id": "fresh:m1", "clip_id": "fresh", "model_id": "m1", "vector": q,
+            "keyframe_ids": [], "keyframe_vectors": [], "viewpoint": "ego"}}],
+            schema=clip_embeddings_schema({DIM}))
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
+    after, plan = vt.nearest(
+        q, model_id="m1", condition="viewpoint = 'ego'", columns=COLUMNS, limit=1
+    )
+    assert plan.passing == 41 and after[0]["clip_id"] == "fresh"
+    unfiltered, _ = vt.nearest(q, model_id="m1", condition=None, columns=COLUMNS, limit=1)
+    assert unfiltered[0]["clip_id"] == "fresh"  # new rows are searched before reindexing
+
+
+def test_a_query_vector_of_the_wrong_width_is_a_clear_error(table):
+    from lakehouse.errors import InputError
+
+    lh, _ = table
+    with pytest.raises(InputError, match="32-d vectors"):
+        vector_table(lh, "clip_embeddings").nearest(
+            np.ones(8, np.float32), model_id="m1", condition=None, columns=COLUMNS, limit=1
+        )
+
+
+def test_rows_are_read_by_row_id_in_order_without_the_private_take(table):
+    from lakehouse.vectors import _take
+
+    lh, _ = table
+    ds = lh.dataset("clip_embeddings")
+    ids = ds.to_table(columns=["clip_id"], with_row_id=True, limit=50)
+    wanted = [ids.column("_rowid")[i].as_py() for i in (40, 3, 17)]
+
+    class PublicOnly:  # a dataset without ``_take_rows``: the public filter path
+        def __init__(self, inner):
+            self.to_table = inner.to_table
+
+    expected = [ids.column("clip_id")[i].as_py() for i in (40, 3, 17)]
+    for handle in (ds, PublicOnly(ds)):
+        assert [r["clip_id"] for r in _take(handle, wanted, ["clip_id"])] == expected
