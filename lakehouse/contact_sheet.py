@@ -62,13 +62,17 @@ class Card:
     keyframes: list[tuple[float | None, bytes]] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(repr=False)
 class ContactSheet:
     """Clips with their keyframes, in order; ``html()`` is the page, ``save()`` writes it."""
 
     title: str
     cards: list[Card]
     subtitle: str = ""
+
+    def __repr__(self) -> str:  # the plain-text view in a notebook, without the JPEG bytes
+        frames = sum(len(c.keyframes) for c in self.cards)
+        return f"<ContactSheet {self.title!r}: {len(self.cards)} clips, {frames} keyframes>"
 
     def fragment(self) -> str:
         """The sheet as an HTML fragment (styles scoped to it), for embedding."""
