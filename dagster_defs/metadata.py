@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import dagster as dg
 
+from lakehouse.plots import (
+    duration_histogram_svg,
+    markdown_image,
+    thumbnail_strip_jpeg,
+)
 from lakehouse.stage import StageResult
 from lakehouse.store import Lakehouse, sql_literal
 
@@ -16,6 +20,8 @@ PREVIEW_COLUMNS = {
     "clips": ["clip_id", "viewpoint", "start_s", "end_s", "segmentation", "probe_status"],
     "keyframes": ["keyframe_id", "clip_id", "time_s", "width", "height", "sampler"],
     "quarantine": ["stage", "reason_code", "input_uri", "locator", "message"],
+    "clip_embeddings": ["clip_id", "model_id", "viewpoint", "short_caption"],
+    "text_embeddings": ["clip_id", "field", "model_id", "text"],
 }
 
 
@@ -29,31 +35,28 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return head + "".join("| " + " | ".join(cell(r.get(c)) for c in columns) + " |\n" for r in rows)
 
 
-HISTOGRAM_EDGES = (0, 2, 5, 10, 20, 30, 60, 120, 300)
-
-
-def duration_histogram(durations: list[float], width: int = 30) -> str:
-    """A bar chart (markdown) of clip durations, drawn in text so the UI shows it inline."""
+def duration_histogram(durations: list[float | None]) -> str:
+    """Markdown holding an SVG bar chart of clip durations inline (a data URI); the UI draws
+    it as a picture in the metadata table (see :func:`lakehouse.plots.bar_chart_svg`)."""
     values = [d for d in durations if d is not None]
     if not values:
         return "_no clips_"
-    labels = [f"{a}–{b} s" for a, b in itertools.pairwise(HISTOGRAM_EDGES)]
-    labels.append(f"≥ {HISTOGRAM_EDGES[-1]} s")
-    counts = [0] * len(labels)
-    for value in values:
-        index = sum(value >= edge for edge in HISTOGRAM_EDGES[1:])
-        counts[index] += 1
-    top = max(counts)
+    return markdown_image(duration_histogram_svg(values), "image/svg+xml", "clip durations")
 
-    def bar(count: int) -> str:
-        return f"`{'█' * max(1, round(width * count / top))}`" if count else ""
 
-    rows = [
-        f"| {label} | {count} | {bar(count)} |"
-        for label, count in zip(labels, counts, strict=True)
-        if count or label != labels[-1]
-    ]
-    return "| duration | clips | |\n|---|---:|---|\n" + "\n".join(rows) + "\n"
+def keyframe_strip(lh: Lakehouse, source: str, clips: int = 6) -> str | None:
+    """Markdown with the first keyframe of a few of the source's clips, side by side."""
+    rows = lh.read(
+        "keyframes",
+        columns=["clip_id", "jpeg"],
+        filter=f"source = {sql_literal(source)} AND idx = 0",
+        limit=clips,
+    ).to_pylist()
+    jpegs = [r["jpeg"] for r in rows if r["jpeg"]]
+    if not jpegs:
+        return None
+    alt = f"first keyframes of {len(jpegs)} clips"
+    return markdown_image(thumbnail_strip_jpeg(jpegs), "image/jpeg", alt)
 
 
 def materialize_result(lh: Lakehouse, result: StageResult) -> dg.MaterializeResult:
@@ -63,6 +66,8 @@ def materialize_result(lh: Lakehouse, result: StageResult) -> dg.MaterializeResu
     ).to_pylist()
     ds = lh.dataset(result.table)
     metadata: dict[str, Any] = {
+        # the row count Dagster shows on the asset (this partition's rows)
+        "dagster/row_count": dg.MetadataValue.int(result.rows),
         "rows_in_source": dg.MetadataValue.int(result.rows),
         "rows_in_table": dg.MetadataValue.int(ds.count_rows() if ds is not None else 0),
         "table_version": dg.MetadataValue.int(ds.version if ds is not None else 0),
@@ -80,6 +85,10 @@ def materialize_result(lh: Lakehouse, result: StageResult) -> dg.MaterializeResu
         metadata["duration_histogram"] = dg.MetadataValue.md(
             duration_histogram(durations.to_pylist())
         )
+    if result.table == "keyframes":
+        strip = keyframe_strip(lh, result.source)
+        if strip:
+            metadata["keyframe_strip"] = dg.MetadataValue.md(strip)
     if result.reasons:
         metadata["quarantine_reasons"] = dg.MetadataValue.json(result.reasons)
     for key, value in result.details.items():

@@ -184,6 +184,12 @@ def _coerce(value: str) -> Any:
 @click.option("--like", default=None, help="Find clips like this clip_id instead of a text.")
 @click.option("--format", "-f", "fmt", default="table", type=click.Choice(["table", "json", "csv"]))
 @click.option("--out", "-o", default=None, help="Write to this file instead of stdout.")
+@click.option(
+    "--html",
+    "html_file",
+    default=None,
+    help="Also write a contact sheet (keyframes, captions, scores) to this HTML file.",
+)
 @common_options
 def search(
     state: State,
@@ -195,6 +201,7 @@ def search(
     like: str | None,
     fmt: str,
     out: str | None,
+    html_file: str | None,
 ) -> None:
     """Semantic search: clips matching TEXT (or --like CLIP_ID), within --where."""
     from lakehouse.errors import InputError
@@ -203,16 +210,29 @@ def search(
 
     if (text is None) == (like is None):
         raise InputError("Give a query TEXT or --like CLIP_ID (not both).")
+    if html_file:
+        from lakehouse.contact_sheet import check_target
+
+        check_target(html_file)  # before the search, not after it
+    lh = state.lakehouse()
     table = run_search(
-        state.lakehouse(),
-        text,
-        like=like,
-        where=where,
-        params=[_coerce(p) for p in params],
-        k=k,
-        mode=mode,
+        lh, text, like=like, where=where, params=[_coerce(p) for p in params], k=k, mode=mode
     )
     emit(table, fmt, out, sys.stdout)
+    if html_file:
+        from lakehouse.contact_sheet import contact_sheet
+        from lakehouse.search import bind_parameters
+
+        query = f"clips like {like}" if like else repr(text)
+        condition = bind_parameters(where, [_coerce(p) for p in params]) if where else None
+        sheet = contact_sheet(
+            lh,
+            table,
+            title=f"Search: {query}",
+            subtitle=f"{mode} search, top {k}" + (f", where {condition}" if condition else ""),
+        )
+        path = sheet.save(html_file)
+        click.echo(f"Wrote a contact sheet of {table.num_rows} clips to {path}", err=True)
 
 
 @cli.command()

@@ -17,6 +17,7 @@ import hashlib
 import logging
 import os
 import socket
+import warnings
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -36,6 +37,11 @@ CLIP_WEIGHT_FILES = (
     "open_clip_pytorch_model.bin",
 )
 MINILM_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
+
+# In a Jupyter kernel without ipywidgets, tqdm (imported by huggingface_hub and
+# sentence-transformers) warns that it cannot draw notebook progress bars; the lakehouse draws
+# none, so the warning would only be noise in every notebook that searches.
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ class Session:
         self.semantic = SemanticFunctions(self)
         self.semantic.register()
         self.locked = locked
-        self.con.execute("SET enable_progress_bar = false")
+        _progress_bar_off(self.con)
         if locked:
             self.con.execute("SET enable_external_access = false")
             self.con.execute("SET allow_community_extensions = false")
@@ -225,6 +225,20 @@ def read_query_arg(text: str) -> str:
     if text.strip().lower().endswith(".sql") and "\n" not in text and os.path.isfile(text):
         return Path(text).read_text()
     return text
+
+
+def _progress_bar_off(con: duckdb.DuckDBPyConnection) -> None:
+    """Switch DuckDB's progress bar off where it is on. In a Jupyter kernel without ipywidgets
+    DuckDB starts with it off and refuses any ``SET`` of it, so a notebook must not try."""
+    import duckdb
+
+    (enabled,) = con.execute("SELECT current_setting('enable_progress_bar')").fetchone()
+    if not enabled:
+        return
+    try:
+        con.execute("SET enable_progress_bar = false")
+    except duckdb.InvalidInputException:
+        pass  # this environment does not let the setting change; leave it as it is
 
 
 def _strip(body: str) -> str:

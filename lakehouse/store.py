@@ -348,6 +348,14 @@ class Lakehouse:
 
         return search(self, text, **kwargs)
 
+    def contact_sheet(self, clips: Any, **kwargs: Any) -> Any:
+        """The keyframes of ``clips`` (search hits, or any table with ``clip_id``) on one
+        self-contained HTML page that notebooks show inline; see
+        :func:`lakehouse.contact_sheet.contact_sheet`."""
+        from lakehouse.contact_sheet import contact_sheet
+
+        return contact_sheet(self, clips, **kwargs)
+
     # -- subsets --------------------------------------------------------------------------
     def materialize_subset(self, name: str, params: Mapping[str, Any] | None = None) -> Any:
         """Record the next version of subset ``name`` (without Dagster); see

@@ -77,6 +77,17 @@ def with_models(config: Config, **settings) -> Config:
     return dataclasses.replace(config, models=dataclasses.replace(config.models, **settings))
 
 
+def svg_of(markdown: str):
+    """The SVG document inside a markdown image with a ``data:image/svg+xml,`` URI, parsed."""
+    import re
+    import urllib.parse
+    import xml.etree.ElementTree as ET
+
+    match = re.fullmatch(r"!\[[^\]]*\]\(<data:image/svg\+xml,([^>]*)>\)", markdown.strip())
+    assert match, f"not a markdown SVG image: {markdown[:80]}"
+    return ET.fromstring(urllib.parse.unquote(match.group(1)))
+
+
 TINY_CLIP = {"clip_arch": "lakehouse-tiny-test", "clip_pretrained": "random-init-test-only"}
 
 

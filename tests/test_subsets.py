@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from conftest import svg_of
 
 from lakehouse.config import Config
 from lakehouse.errors import InputError, QueryError, QueryRefusedError
@@ -531,7 +532,9 @@ def test_cli_materializes_through_dagster_and_exports(grown, tmp_path, capsys):
         metadata = events[0].asset_materialization.metadata
         assert metadata["subset_version"].value == 2
         assert "clips" in metadata["pinned_table_versions"].value
-        assert "█" in metadata["duration_histogram"].value  # the plot drawn in the UI
+        chart = svg_of(metadata["duration_histogram"].value)  # the plot drawn in the UI
+        counts = chart.find("{*}text[@fill='gray']").itertext()
+        assert sum(map(int, counts)) == metadata["rows"].value
         assert sum(metadata["viewpoints"].value.values()) == metadata["rows"].value
     finally:
         instance.dispose()

@@ -1,8 +1,11 @@
-"""`lakehouse ui` in a real browser: every table and subset asset is drawn with its upstream edges.
+"""`lakehouse ui` in a real browser: every table and subset asset is drawn with its upstream edges,
+and materializations show row counts, table versions, a preview table and pictures.
 
-Starts the Dagster UI through the project's command (bound to 127.0.0.1), drives Debian's
-headless Chromium with Playwright, triggers nothing, saves screenshots under test-artifacts/,
-and stops every process it started (the whole process group, SIGKILL if SIGTERM is ignored).
+Ingests a few generated videos and materializes a subset through Dagster (in-process, before the
+UI starts), starts the Dagster UI through the project's command (bound to 127.0.0.1), drives
+Debian's headless Chromium with Playwright, triggers nothing from the UI, saves screenshots under
+test-artifacts/, and stops every process it started (the whole process group, SIGKILL if SIGTERM
+is ignored).
 """
 
 import os
@@ -17,9 +20,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from dagster_defs.definitions import build_defs
+from dagster_defs.runner import run_ingest, run_subset
 from lakehouse.config import Config
+from lakehouse.sources import register_source
+from lakehouse.store import Lakehouse
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -48,9 +55,26 @@ def free_port():
         return s.getsockname()[1]
 
 
+def materialize_a_source(root: Path, videos: dict[str, Path]) -> None:
+    """Two generated videos (one annotated as a dance) ingested through Dagster, and the
+    third_person_dance subset materialized, so the UI has materializations to show."""
+    folder = root.parent / "videos"
+    folder.mkdir()
+    shutil.copy(videos["cuts"], folder / "three_scenes.mp4")
+    shutil.copy(videos["exo"], folder / "dance.mp4")
+    (folder / "labels.csv").write_text(
+        "video,start,end,caption,view\ndance.mp4,00:00:00.50,00:00:03.50,a dancer spins,exo\n"
+    )
+    config = Config.load(root=root, env={})
+    register_source(Lakehouse(config), folder, name="cam-a", annotations=[folder / "labels.csv"])
+    run_ingest(config, "cam-a")
+    run_subset(config, "third_person_dance")
+
+
 @pytest.fixture(scope="module")
-def ui(tmp_path_factory):
+def ui(tmp_path_factory, synthetic_videos):
     root = tmp_path_factory.mktemp("ui") / "lakehouse"
+    materialize_a_source(root, synthetic_videos)
     port = free_port()
     log = open(root.parent / "ui.log", "w")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
@@ -170,5 +194,88 @@ def test_every_table_and_subset_asset_is_drawn_with_its_upstream_edges(ui):
             )
             page.wait_for_timeout(1500)
             page.screenshot(path=str(ARTIFACTS / "ui-subset-lineage.png"))
+        finally:
+            browser.close()
+
+
+SLATEBLUE = (106, 90, 205)  # the bars of lakehouse.plots.bar_chart_svg
+
+
+def dismiss_dialogs(page) -> None:
+    """Dagster greets a new browser profile with a newsletter dialog; skip it."""
+    skip = page.get_by_role("button", name="Skip")
+    if skip.count():
+        skip.first.click()
+
+
+def metadata_row(page, key: str):
+    """The row of the asset page's metadata table whose key cell is ``key``."""
+    row = page.locator("tr").filter(has=page.get_by_text(key, exact=True))
+    row.first.wait_for(timeout=30_000)
+    return row.first
+
+
+def drawn_image(locator, artifact: str) -> Image.Image:
+    """Wait until the image decoded and is on screen; screenshot it as the browser drew it."""
+    locator.wait_for(timeout=30_000)
+    size = locator.evaluate("img => img.decode().then(() => [img.naturalWidth, img.naturalHeight])")
+    assert size[0] > 0 and size[1] > 0, f"{artifact}: the image did not decode"
+    box = locator.bounding_box()
+    assert box and box["width"] > 50 and box["height"] > 20, (artifact, box)
+    locator.screenshot(path=str(ARTIFACTS / artifact))
+    return Image.open(ARTIFACTS / artifact).convert("RGB")
+
+
+def has_colour(image: Image.Image, colour: tuple[int, int, int], slack: int = 20) -> bool:
+    return any(
+        all(abs(a - b) <= slack for a, b in zip(pixel, colour, strict=True))
+        for _, pixel in image.getcolors(image.width * image.height)
+    )
+
+
+def test_materializations_show_row_counts_versions_a_preview_and_plots(ui):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    lh = Lakehouse(Config.load(root=ui["root"], env={}))
+    clips = lh.dataset("clips")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1400})
+            page.goto(f"{ui['url']}/assets/clips", wait_until="networkidle")
+            dismiss_dialogs(page)
+            row_text = metadata_row(page, "rows_in_table").inner_text()
+            assert str(clips.count_rows()) in row_text.split()
+            assert str(clips.version) in metadata_row(page, "table_version").inner_text().split()
+            preview = metadata_row(page, "preview").locator("table")
+            assert "clip_id" in preview.inner_text() and preview.locator("tr").count() >= 2
+            chart = drawn_image(
+                metadata_row(page, "duration_histogram").locator("img"),
+                "ui-clips-duration-histogram.png",
+            )
+            assert has_colour(chart, SLATEBLUE), "the histogram's bars are not drawn"
+            page.screenshot(path=str(ARTIFACTS / "ui-clips-metadata.png"), full_page=True)
+
+            page.goto(f"{ui['url']}/assets/third_person_dance", wait_until="networkidle")
+            dismiss_dialogs(page)
+            assert metadata_row(page, "rows").inner_text().split()[-1] == "1"
+            assert '"clips"' in metadata_row(page, "pinned_table_versions").inner_text()
+            assert "a dancer spins" in metadata_row(page, "preview").locator("table").inner_text()
+            chart = drawn_image(
+                metadata_row(page, "duration_histogram").locator("img"),
+                "ui-subset-duration-histogram.png",
+            )
+            assert has_colour(chart, SLATEBLUE)
+
+            # a strip of keyframes is too long to show inline: it opens in a dialog
+            page.goto(f"{ui['url']}/assets/keyframes", wait_until="networkidle")
+            dismiss_dialogs(page)
+            metadata_row(page, "keyframe_strip").get_by_text("[Show Markdown]").click()
+            strip = drawn_image(page.locator("[role=dialog] img"), "ui-keyframe-strip.png")
+            assert strip.width > 2 * strip.height  # several thumbnails side by side
         finally:
             browser.close()
