@@ -153,7 +153,8 @@ def sql(state: State, query: str, fmt: str, out: str | None, params: tuple[str, 
     from lakehouse.sql import read_query_arg
 
     lh = state.lakehouse()
-    table = lh.sql(read_query_arg(query), list(params) or None)
+    # a query typed here may be anyone's: it runs in its own process under hard limits
+    table = lh.sql(read_query_arg(query), list(params) or None, isolated=True)
     emit(table, fmt, out, sys.stdout)
     if out:
         click.echo(f"Wrote {table.num_rows} rows to {out}", err=True)

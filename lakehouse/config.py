@@ -90,6 +90,8 @@ class SqlSettings:
     memory_limit: str = "2GB"
     timeout_s: float = 120.0
     threads: int = 2
+    max_result_mb: int = 1024  # a result larger than this is refused (add a LIMIT)
+    process_memory_mb: int = 8192  # address-space limit of an isolated query's process
 
 
 @dataclass(frozen=True)

@@ -266,7 +266,7 @@ def _scan_hits(
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    ds = lh.dataset(table_name)
+    ds = lh.published_dataset(table_name)
     keep = pa.array(sorted(flt.clip_ids or ()))
     best: list[dict[str, Any]] = []
     for batch in ds.to_batches(
@@ -470,7 +470,7 @@ def refresh_indexes(lh: Lakehouse) -> dict[str, Any]:
     report: dict[str, Any] = {}
     settings = lh.config.search
     for name in (CLIP_TABLE, TEXT_TABLE):
-        table = lh.lancedb_table(name)
+        table = lh.lancedb_table(name, latest=True)
         if table is None:
             continue
         rows = table.count_rows()

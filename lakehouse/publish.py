@@ -1,0 +1,117 @@
+"""Publication: readers see a table version only after the blocking checks passed on it.
+
+Writers commit to a table's latest version; readers (SQL, search, subsets, exports) read the
+version its ``published`` tag points at (:meth:`Lakehouse.published_dataset`). :func:`publish`
+takes one consistent snapshot of the pipeline tables' latest versions, runs the blocking checks
+on exactly that snapshot, and only then moves each ``published`` tag forward to it. When a check
+fails nothing moves — readers keep the last good versions — and :class:`PublicationError` says
+which check failed and what readers still see.
+
+Concurrent runs write to one linear history per table, so a snapshot may hold another run's rows
+that its own checks have not seen yet: that is why the checks run again here, over the whole
+snapshot (keys, spans) or everything embedded since the last publication (vectors), rather than
+trusting each run's partition checks. Publications serialize on a lock (local roots) and never
+move a tag backwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from lakehouse import checks
+from lakehouse.errors import PublicationError
+from lakehouse.locks import lakehouse_lock
+from lakehouse.store import PUBLISHED_TAG
+
+if TYPE_CHECKING:
+    from lakehouse.checks import CheckOutcome
+    from lakehouse.store import Lakehouse
+
+# The tables the ingest and embedding stages write; subsets and subset_clips are written whole
+# by one step (their commit marker is the subsets row) and are read at their latest version.
+PIPELINE_TABLES = (
+    "sources",
+    "videos",
+    "annotations",
+    "clips",
+    "keyframes",
+    "quarantine",
+    "clip_embeddings",
+    "text_embeddings",
+)
+VECTOR_TABLES = ("clip_embeddings", "text_embeddings")
+
+
+def snapshot(lh: Lakehouse, tables: Sequence[str] = PIPELINE_TABLES) -> dict[str, int]:
+    """The latest version of every existing table in ``tables``."""
+    out = {}
+    for name in tables:
+        ds = lh.dataset(name)
+        if ds is not None:
+            out[name] = ds.version
+    return out
+
+
+def verify(lh: Lakehouse, versions: dict[str, int]) -> list[CheckOutcome]:
+    """Run the blocking checks on exactly ``versions``; returns every outcome."""
+    from lakehouse.sql import Session
+
+    outcomes = []
+    with Session(lh, versions=versions) as session:
+        for table in versions:
+            outcomes.append(checks.unique_keys(session, table))
+        if "clips" in versions and "videos" in versions:
+            outcomes.append(checks.clip_spans_within_video(session))
+        for table in VECTOR_TABLES:
+            if table in versions:
+                outcomes.append(checks.unit_vectors(session, table, _published_at(lh, table)))
+    return outcomes
+
+
+def publish(lh: Lakehouse, tables: Sequence[str] = PIPELINE_TABLES) -> dict[str, int]:
+    """Check the latest versions of ``tables`` and publish them; returns the versions readers
+    see now. Raises PublicationError (and publishes nothing) when a blocking check fails."""
+    with lakehouse_lock(lh, "publish"):
+        versions = snapshot(lh, tables)
+        failed = [o for o in verify(lh, versions) if not o.passed]
+        if failed:
+            still = {t: lh.published_version(t) for t in versions}
+            shown = {t: v for t, v in still.items() if v is not None}
+            raise PublicationError(
+                f"Blocking check failed on versions {versions}: "
+                f"{'; '.join(o.describe() for o in failed)}. Nothing was published; readers "
+                f"still see {shown or 'the versions published before'}. Fix the data and re-run."
+            )
+        for table, version in versions.items():
+            _move_tag(lh, table, version)
+    return {t: lh.published_version(t) or v for t, v in versions.items()}
+
+
+def _move_tag(lh: Lakehouse, table: str, version: int) -> None:
+    ds = lh.dataset(table)
+    current = ds.tags.list().get(PUBLISHED_TAG)
+    if current is None:
+        try:
+            ds.tags.create(PUBLISHED_TAG, version)
+        except (OSError, ValueError) as exc:  # created by a racing publisher (object store)
+            if "exist" not in str(exc).lower():
+                raise
+            _move_tag(lh, table, version)
+    elif int(current["version"]) < version:
+        ds.tags.update(PUBLISHED_TAG, version)
+
+
+def _published_at(lh: Lakehouse, table: str):
+    """When the table's published version was committed (None if never published)."""
+    version = lh.published_version(table)
+    if version is None:
+        return None
+    for entry in lh.dataset(table).versions():
+        if entry["version"] == version:
+            import datetime as dt
+
+            stamp = entry["timestamp"]
+            # version timestamps are local wall-clock time; embedded_at is UTC
+            return stamp.astimezone(dt.UTC) - dt.timedelta(seconds=1)
+    return None
