@@ -545,7 +545,7 @@ def commit_with_retry(
     for n in range(1, attempts + 1):
         try:
             result = attempt()
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:  # lancedb reports lance errors as RuntimeError
             kind = conflict_kind(exc)
             if kind is None:
                 raise
