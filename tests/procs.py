@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lakehouse.config import Config  # noqa: E402
-from lakehouse.store import Lakehouse  # noqa: E402
+from lakehouse.config import Config
+from lakehouse.store import Lakehouse
 
 
 def _open(args: dict) -> Lakehouse:
@@ -128,7 +128,9 @@ def write_and_publish(args: dict) -> dict:
     from lakehouse.publish import publish
 
     lh = _open(args)
-    lh.upsert("sources", [{"source": k, "uri": "/fresh", "annotation_files": []} for k in args["keys"]])
+    lh.upsert(
+        "sources", [{"source": k, "uri": "/fresh", "annotation_files": []} for k in args["keys"]]
+    )
     return {"published": publish(lh, ["sources"])}
 
 
