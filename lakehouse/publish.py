@@ -9,9 +9,9 @@ which check failed and what readers still see.
 
 Concurrent runs write to one linear history per table, so a snapshot may hold another run's rows
 that its own checks have not seen yet: that is why the checks run again here, over the whole
-snapshot (keys, spans) or everything embedded since the last publication (vectors), rather than
-trusting each run's partition checks. Publications serialize on a lock (local roots) and never
-move a tag backwards.
+snapshot (keys, spans) and over every vector written since the last publication (the fragments
+the published version does not have), rather than trusting each run's partition checks.
+Publications serialize on a lock (local roots) and never move a tag backwards.
 """
 
 from __future__ import annotations
@@ -63,9 +63,10 @@ def verify(lh: Lakehouse, versions: dict[str, int]) -> list[CheckOutcome]:
             outcomes.append(checks.unique_keys(session, table))
         if "clips" in versions and "videos" in versions:
             outcomes.append(checks.clip_spans_within_video(session))
-        for table in VECTOR_TABLES:
-            if table in versions:
-                outcomes.append(checks.unit_vectors(session, table, _published_at(lh, table)))
+    for table in VECTOR_TABLES:
+        if table in versions:
+            since = lh.published_version(table)
+            outcomes.append(checks.unit_vectors(lh, table, versions[table], since))
     return outcomes
 
 
@@ -100,18 +101,3 @@ def _move_tag(lh: Lakehouse, table: str, version: int) -> None:
             _move_tag(lh, table, version)
     elif int(current["version"]) < version:
         ds.tags.update(PUBLISHED_TAG, version)
-
-
-def _published_at(lh: Lakehouse, table: str):
-    """When the table's published version was committed (None if never published)."""
-    version = lh.published_version(table)
-    if version is None:
-        return None
-    for entry in lh.dataset(table).versions():
-        if entry["version"] == version:
-            import datetime as dt
-
-            stamp = entry["timestamp"]
-            # version timestamps are local wall-clock time; embedded_at is UTC
-            return stamp.astimezone(dt.UTC) - dt.timedelta(seconds=1)
-    return None
