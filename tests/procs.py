@@ -109,8 +109,12 @@ def ingest(args: dict) -> dict:
 
 
 def commit_loop(args: dict) -> dict:
-    """Many small commits of every kind (insert, update, scoped sync with deletes, delete)."""
+    """Many small commits of every kind (insert, update, scoped sync with deletes, delete). The
+    first commit replaces the whole table, so a complete run ends in one state whatever state an
+    interrupted run left behind."""
     lh = _open(args)
+    start = [{"source": f"k{i}", "uri": "/start", "annotation_files": []} for i in range(3)]
+    lh.sync("sources", start, scope="true")
     for n in range(args["rounds"]):
         keys = [f"k{(n * 7 + i) % args['keys']}" for i in range(8)]
         lh.upsert("sources", [{"source": k, "uri": f"/r{n}", "annotation_files": []} for k in keys])
