@@ -88,6 +88,7 @@ class SqlSettings:
     """Limits for user SQL."""
 
     memory_limit: str = "2GB"
+    temp_limit: str = "4GB"  # disk a query may spill to past its memory limit
     timeout_s: float = 120.0
     threads: int = 2
     max_result_mb: int = 1024  # a result larger than this is refused (add a LIMIT)

@@ -75,7 +75,15 @@ ALLOWED_TABLE_FUNCTIONS = frozenset(
 REFUSED_FUNCTIONS = frozenset({"current_setting", "getenv", "getvariable", "current_schemas"})
 # Built-in views that show settings or the log of other statements.
 REFUSED_RELATIONS = frozenset(
-    {"duckdb_settings", "duckdb_logs", "duckdb_log_contexts", "pg_settings", "duckdb_secrets"}
+    {
+        "duckdb_settings",
+        "duckdb_logs",
+        "duckdb_log_contexts",
+        "duckdb_databases",
+        "pragma_database_list",
+        "pg_settings",
+        "duckdb_secrets",
+    }
 )
 EXPLAIN_PREFIX = re.compile(
     r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*explain(?:\s+analyze)?\b", re.IGNORECASE | re.DOTALL
@@ -108,6 +116,7 @@ class Session:
             config={
                 "threads": settings.threads,
                 "memory_limit": settings.memory_limit,
+                "max_temp_directory_size": settings.temp_limit,
                 "autoinstall_known_extensions": False,
                 "autoload_known_extensions": False,
                 "temp_directory": self._tmp,

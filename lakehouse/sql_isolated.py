@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from lakehouse.store import Lakehouse
 
-GRACE_S = 15.0  # starting the process and opening the tables, on top of the query's own limit
+GRACE_S = 8.0  # starting the process and opening the tables, on top of the query's own limit
 
 
 def run_isolated(
