@@ -315,8 +315,14 @@ def demo(state: State, corpus: str, exports: str) -> None:
 @cli.command()
 @click.option("--port", "-p", default=3000, show_default=True, help="Port on 127.0.0.1.")
 @click.option("--read-only", is_flag=True, help="Browse only: no runs can be launched.")
+@click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    help="Also accept requests for this host name (e.g. a tunnel's); loopback is always accepted.",
+)
 @common_options
-def ui(state: State, port: int, read_only: bool) -> None:
+def ui(state: State, port: int, read_only: bool, allow_hosts: tuple[str, ...]) -> None:
     """Start the Dagster UI for this lakehouse (bound to 127.0.0.1; see the README's warning)."""
     from lakehouse.ui import run_ui
 
@@ -325,6 +331,7 @@ def ui(state: State, port: int, read_only: bool) -> None:
         port=port,
         read_only=read_only,
         config_file=state.config_file,
+        allow_hosts=allow_hosts,
         echo=click.echo,
     )
     sys.exit(code)

@@ -103,29 +103,33 @@ def test_ingest_killed_at_random_points_recovers_exactly(tmp_path, corpus):
     expected = {t: contents(reference, t) for t in TABLES}
     assert expected["clips"] and expected["keyframes"]
 
-    rng = random.Random(6)
-    killed = 0
-    for trial in range(TRIALS):
-        root = tmp_path / f"trial{trial}"
+    rng = random.Random(int(os.environ.get("LAKEHOUSE_CRASH_SEED", "6")))
+    kills = runs = 0
+    root = tmp_path / "crashing"
+    while kills < TRIALS:  # chains of kills on one lakehouse; every 4th kill, a full recovery
+        runs += 1
+        assert runs < 4 * TRIALS, "the ingest kept finishing before it could be killed"
         process = start("ingest", root=str(root), **args)
-        killed += kill_after(process, rng.uniform(0.2, full_run_s))
+        if not kill_after(process, rng.uniform(0.2, full_run_s)):
+            assert process.returncode == 0, process.stderr.read()[-3000:]
+            continue
+        kills += 1
         lh = Lakehouse(_config(root))
-        if os.path.isdir(root):
+        assert_consistent(lh)  # every table readable, valid, unique keys; published = checked
+        if kills % 4 == 0:
+            run("ingest", root=str(root), **args)  # the next run completes the work
+            for table in TABLES:
+                found = contents(lh, table)
+                assert found.keys() == expected[table].keys(), (kills, table)
+                assert found == expected[table], (kills, table)
             assert_consistent(lh)
-        run("ingest", root=str(root), **args)  # the next run completes the work
-        for table in TABLES:
-            found = contents(lh, table)
-            assert found.keys() == expected[table].keys(), (trial, table)
-            assert found == expected[table], (trial, table)
-        assert_consistent(lh)
-        shutil.rmtree(root)
-    print(f"ingest: {TRIALS} trials, {killed} killed mid-run, full run {full_run_s:.1f} s")
-    assert killed >= TRIALS // 2
+            shutil.rmtree(root)
+    print(f"ingest: {kills} of {runs} runs killed at random points; a full run {full_run_s:.1f} s")
 
 
 @pytest.mark.slow
 def test_writer_killed_inside_its_commits_recovers_exactly(tmp_path):
-    rounds = 60
+    rounds = 30
     run("commit_loop", root=str(tmp_path / "reference"), rounds=rounds, keys=25)
     expected = contents(Lakehouse(_config(tmp_path / "reference")), "sources")
     began = time.monotonic()
