@@ -58,6 +58,7 @@ def ingest_videos(
             "scene_threshold": settings.scene_threshold,
             "scene_sample_fps": settings.scene_sample_fps,
             "max_decode_errors": settings.max_decode_errors,
+            "memory_mb": settings.worker_memory_mb,
         }
         todo.append((cand, payload))
 
