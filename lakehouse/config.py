@@ -172,7 +172,7 @@ class Config:
         """Build the configuration from defaults, a TOML file, the environment and arguments."""
         env = dict(os.environ) if env is None else env
         data: dict[str, Any] = {}
-        path = config_file or env.get("LAKEHOUSE_CONFIG")
+        path = config_file or env.get("LAKEHOUSE_CONFIG") or None
         if path is None and Path(CONFIG_FILE_NAME).is_file():
             path = CONFIG_FILE_NAME
         if path is not None:
@@ -240,6 +240,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
             data = tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError(f"Configuration file {path} does not exist; check the path.") from None
+    except OSError as exc:
+        raise ConfigError(f"Configuration file {path} cannot be read ({exc.strerror}).") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"Configuration file {path} is not valid TOML ({exc}); fix it.") from None
     return data.get("lakehouse", data)

@@ -152,6 +152,12 @@ def hold_session(args: dict) -> dict:
     return {"rows": rows}
 
 
+def export(args: dict) -> dict:
+    lh = Lakehouse(Config.load(root=args["root"], env={}, subset_dirs=[args["subset_dir"]]))
+    result = lh.export_subset(args["name"], fmt=args["fmt"], out=args["out"], shard_max_samples=1)
+    return {"files": result.files}
+
+
 COMMANDS = {
     f.__name__: f
     for f in (
@@ -164,6 +170,7 @@ COMMANDS = {
         commit_loop,
         write_and_publish,
         hold_session,
+        export,
     )
 }
 
