@@ -111,16 +111,17 @@ def _format_report(report: Any) -> str:
 @cli.command()
 @common_options
 def tables(state: State) -> None:
-    """List the tables with their row counts and versions."""
+    """List the tables with their row counts, latest versions and the versions readers see."""
     lh = state.lakehouse()
     infos = lh.info()
     if not infos:
         click.echo(f"No tables yet in {lh.root}; run `lakehouse ingest DIR` or `lakehouse demo`.")
         return
     width = max(len(t.name) for t in infos)
-    click.echo(f"{'table'.ljust(width)}  {'rows':>9}  {'version':>7}  uri")
+    click.echo(f"{'table'.ljust(width)}  {'rows':>9}  {'version':>7}  {'published':>9}  uri")
     for t in infos:
-        click.echo(f"{t.name.ljust(width)}  {t.rows:>9}  {t.version:>7}  {t.uri}")
+        published = "-" if t.published is None else str(t.published)
+        click.echo(f"{t.name.ljust(width)}  {t.rows:>9}  {t.version:>7}  {published:>9}  {t.uri}")
 
 
 @cli.command()
