@@ -241,10 +241,13 @@ def models(state: State) -> None:
         if resolved.message:
             click.echo(f"  note:        {resolved.message}")
         if lh.exists(table):
-            counts = lh.sql(
-                f"select model_id, count(distinct clip_id) as clips from {table} group by 1 "
-                "order by 2 desc"
-            ).to_pylist()
+            from lakehouse.sql import Session
+
+            with Session(lh, latest=True) as session:  # what is stored, published or not
+                counts = session.query(
+                    f"select model_id, count(distinct clip_id) as clips from {table} group by 1 "
+                    "order by 2 desc"
+                ).to_pylist()
             for row in counts:
                 mark = "configured" if row["model_id"] == resolved.model_id else "stale"
                 click.echo(f"  stored:      {row['clips']} clips by {row['model_id']} ({mark})")

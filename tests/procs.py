@@ -39,9 +39,9 @@ def upsert_keys(args: dict) -> dict:
             {"source": k, "uri": f"/writer/{args['writer']}", "annotation_files": []}
             for k in keys[i : i + size]
         ]
-        if args["mode"] == "sync":  # each writer owns its uri: rows only it wrote may go
+        if args["mode"].startswith("sync"):  # each writer owns its uri: rows only it wrote
             scope = f"uri = '/writer/{args['writer']}'"
-            result = lh.sync("sources", rows, scope=scope, delete=False)
+            result = lh.sync("sources", rows, scope=scope, delete=args["mode"] == "sync_delete")
         else:
             result = lh.upsert("sources", rows, update=args["mode"] == "update")
         attempts += result.attempts

@@ -83,6 +83,27 @@ def test_racing_writers_leave_exactly_one_row_per_key(lh):
 
 
 @pytest.mark.slow
+def test_racing_syncs_that_delete_leave_unique_keys(lh):
+    # two writers replace their own scope chunk by chunk (deleting what they wrote before) while
+    # two others upsert the same keys: the end state depends on the interleaving, but every key
+    # is there at most once, the table validates, and a syncing writer's scope holds exactly its
+    # last chunk minus the keys the others took over
+    keys = [f"key{i:03d}" for i in range(60)]
+    commands = [
+        ("upsert_keys", {"root": lh.root, "writer": w, "mode": mode, "keys": keys[::step]})
+        for w, (mode, step) in enumerate(
+            [("sync_delete", 1), ("sync_delete", -1), ("update", 1), ("insert", -1)]
+        )
+    ]
+    run_all(commands)
+    data = assert_valid(lh, "sources")
+    rows = data.to_pylist()
+    for writer, last in ((0, keys[50:]), (1, keys[9::-1])):
+        mine = {r["source"] for r in rows if r["uri"] == f"/writer/{writer}"}
+        assert mine <= set(last), writer  # nothing from an earlier chunk survived in its scope
+
+
+@pytest.mark.slow
 def test_racing_writers_evolve_an_old_table_once(lh):
     # the table was written by an older release without `viewpoint`: every writer adds it
     old = schemas.SOURCES.remove(schemas.SOURCES.get_field_index("viewpoint"))
