@@ -201,12 +201,10 @@ def search(
     """Semantic search: clips matching TEXT (or --like CLIP_ID), within --where."""
     from lakehouse.errors import InputError
     from lakehouse.output import emit
-    from lakehouse.search import search as run_search
 
     if (text is None) == (like is None):
         raise InputError("Give a query TEXT or --like CLIP_ID (not both).")
-    table = run_search(
-        state.lakehouse(),
+    table = state.lakehouse().search(  # holds a reader lease on the vectors it reads
         text,
         like=like,
         where=where,
