@@ -152,13 +152,29 @@ def compile_where(lh: Lakehouse, where: str | None, params: Sequence[Any] = ()) 
         or not select.get("where_clause")
     ):
         raise QueryError("The --where predicate must be a condition on clip_facts columns only.")
-    if _pushable(select["where_clause"]):
+    if _pushable(select["where_clause"]) and _lance_accepts(lh, text):
         return Filter(expression=text)
     from lakehouse.sql import Session
 
     with Session(lh) as session:
         ids = session.query(query).column("clip_id").to_pylist()
     return Filter(clip_ids=frozenset(ids))
+
+
+def _lance_accepts(lh: Lakehouse, text: str) -> bool:
+    """Whether Lance's SQL dialect reads the predicate as DuckDB does; when it cannot (dollar-
+    quoted or E'' strings, a type it will not coerce) DuckDB evaluates it instead."""
+    if "$" in text or "\\" in text:
+        return False
+    for name in (TEXT_TABLE, CLIP_TABLE):
+        ds = lh.published_dataset(name)
+        if ds is not None:
+            try:
+                ds.scanner(filter=text, columns=["clip_id"], limit=1).explain_plan()
+            except Exception:  # a parse or type error inside Lance, whatever its class
+                return False
+            return True
+    return True
 
 
 def _pushable(node: Any) -> bool:

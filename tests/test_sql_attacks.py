@@ -262,3 +262,12 @@ def test_search_where_cannot_smuggle_a_query(lh):
     ):
         with pytest.raises((QueryError, QueryRefusedError)):
             compile_where(lh, where)
+
+
+def test_predicates_lance_would_read_differently_are_evaluated_by_duckdb(lh):
+    from lakehouse.search import compile_where
+
+    for where in ("viewpoint = $$ego$$", "viewpoint = E'eg\\x6f'", "short_caption = 'a\\b'"):
+        flt = compile_where(lh, where)
+        assert flt.expression is None and flt.clip_ids is not None, where
+    assert compile_where(lh, "viewpoint = 'ego' and duration_s > 3").expression
