@@ -1,11 +1,13 @@
 """Publication: readers see a table version only after the blocking checks passed on it.
 
 Writers commit to a table's latest version; readers (SQL, search, subsets, exports) read the
-version its ``published`` tag points at (:meth:`Lakehouse.published_dataset`). :func:`publish`
-takes one consistent snapshot of the pipeline tables' latest versions, runs the blocking checks
-on exactly that snapshot, and only then moves each ``published`` tag forward to it. When a check
-fails nothing moves — readers keep the last good versions — and :class:`PublicationError` says
-which check failed and what readers still see.
+versions named by the publication record (:meth:`Lakehouse.published_dataset`). :func:`publish`
+takes one snapshot of the pipeline tables' latest versions, runs the blocking checks on exactly
+that snapshot, and only then replaces the record — one commit to the one-row ``_publication``
+dataset, so readers move from one checked snapshot to the next for every table at once — and
+moves each table's ``published`` tag, which keeps the version from Lance's own cleanup. When a
+check fails nothing moves — readers keep the last good versions — and :class:`PublicationError`
+says which check failed and what readers still see.
 
 Concurrent runs write to one linear history per table, so a snapshot may hold another run's rows
 that its own checks have not seen yet: that is why the checks run again here, over the whole
@@ -16,13 +18,19 @@ Publications serialize on a lock (local roots) and never move a tag backwards.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+import pyarrow as pa
 
 from lakehouse import checks
 from lakehouse.errors import PublicationError
 from lakehouse.locks import lakehouse_lock
-from lakehouse.store import PUBLISHED_TAG
+from lakehouse.readers import CLEANUP_LOCK
+from lakehouse.schemas import PK_METADATA
+from lakehouse.store import PUBLICATION, PUBLISHED_TAG
 
 if TYPE_CHECKING:
     from lakehouse.checks import CheckOutcome
@@ -41,6 +49,13 @@ PIPELINE_TABLES = (
     "text_embeddings",
 )
 VECTOR_TABLES = ("clip_embeddings", "text_embeddings")
+RECORD = pa.schema(
+    [
+        pa.field("record", pa.string(), nullable=False, metadata=PK_METADATA),  # always "current"
+        pa.field("versions_json", pa.string()),
+        pa.field("published_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
 
 
 def snapshot(lh: Lakehouse, tables: Sequence[str] = PIPELINE_TABLES) -> dict[str, int]:
@@ -77,16 +92,32 @@ def publish(lh: Lakehouse, tables: Sequence[str] = PIPELINE_TABLES) -> dict[str,
         versions = snapshot(lh, tables)
         failed = [o for o in verify(lh, versions) if not o.passed]
         if failed:
-            still = {t: lh.published_version(t) for t in versions}
-            shown = {t: v for t, v in still.items() if v is not None}
+            still = lh.publication()
+            shown = {t: v for t, v in still.items() if t in versions}
             raise PublicationError(
                 f"Blocking check failed on versions {versions}: "
                 f"{'; '.join(o.describe() for o in failed)}. Nothing was published; readers "
                 f"still see {shown or 'the versions published before'}. Fix the data and re-run."
             )
-        for table, version in versions.items():
-            _move_tag(lh, table, version)
-    return {t: lh.published_version(t) or v for t, v in versions.items()}
+        # cleanup must not run between the switch and the tags (it keeps what the record names)
+        with lakehouse_lock(lh, CLEANUP_LOCK, shared=True):
+            current = lh.publication()
+            merged = {**current}
+            for table, version in versions.items():  # never backwards
+                merged[table] = max(version, current.get(table, 0))
+            _write_record(lh, merged)
+            for table in versions:
+                _move_tag(lh, table, merged[table])
+    return {t: merged[t] for t in versions}
+
+
+def _write_record(lh: Lakehouse, versions: dict[str, int]) -> None:
+    row = {
+        "record": "current",
+        "versions_json": json.dumps(dict(sorted(versions.items()))),
+        "published_at": dt.datetime.now(dt.UTC),
+    }
+    lh.upsert(PUBLICATION, [row], schema=RECORD)
 
 
 def _move_tag(lh: Lakehouse, table: str, version: int) -> None:

@@ -162,6 +162,7 @@ class Session:
     def _register_tables(self, versions: Mapping[str, int | str]) -> list[str]:
         known = [*schemas.TABLES, *schemas.DYNAMIC_TABLES]
         names = list(dict.fromkeys([*known, *self.lh.table_names()]))
+        publication = {} if self.latest else self.lh.publication()  # one snapshot for all
         for name in names:
             # version 0 pins "the table did not exist yet": it reads as empty
             if versions.get(name) == 0:
@@ -169,7 +170,7 @@ class Session:
             elif versions.get(name) is not None or self.latest:
                 ds = self.lh.dataset(name, version=versions.get(name))
             else:
-                ds = self.lh.published_dataset(name)
+                ds = self.lh.published_dataset(name, publication)
             if ds is not None:
                 self.versions[name] = ds.version
                 self.con.register(name, ds)

@@ -39,7 +39,9 @@ VOLATILE_COLUMNS = frozenset(
     {"run_id", "probed_at", "quarantined_at", "updated_at", "registered_at", "created_at"}
 )
 
-# The tag that marks the version of a table readers see (moved by lakehouse.publish).
+# The publication record (one row: which version of every table readers see) and the tag that
+# also marks each published version, so that Lance's own cleanup keeps it (lakehouse.publish).
+PUBLICATION = "_publication"
 PUBLISHED_TAG = "published"
 
 log = logging.getLogger(__name__)
@@ -210,9 +212,9 @@ class Lakehouse:
             self._lancedb_tables[key] = self._lancedb.open_table(name)
         table = self._lancedb_tables[key]
         if not latest:
-            ds = self.dataset(name)
-            tag = ds.tags.list().get(PUBLISHED_TAG)
-            pinned = int(tag["version"]) if tag and int(tag["version"]) != ds.version else None
+            published = self.published_version(name)
+            newest = self.dataset(name).version
+            pinned = published if published is not None and published != newest else None
             if pinned != self._lancedb_pins.get(name):
                 if pinned is None:
                     table.checkout_latest()
@@ -225,26 +227,34 @@ class Lakehouse:
         return self.dataset(name) is not None
 
     def table_names(self) -> list[str]:
-        """Tables that exist under the root, known ones first."""
+        """Tables that exist under the root, known ones first (internal ``_`` datasets, such as
+        the publication record, are not tables)."""
         names = [n for n in [*schemas.TABLES, *schemas.DYNAMIC_TABLES] if self.exists(n)]
         if self.config.is_local and os.path.isdir(self.root):
             extra = sorted(
                 e[: -len(".lance")]
                 for e in os.listdir(self.root)
-                if e.endswith(".lance") and e[: -len(".lance")] not in names
+                if e.endswith(".lance")
+                and not e.startswith("_")
+                and e[: -len(".lance")] not in names
             )
             names.extend(extra)
         return names
 
     def info(self) -> list[TableInfo]:
         out = []
+        publication = self.publication()
         for name in self.table_names():
             ds = self.dataset(name)
             if ds is not None:
-                tag = ds.tags.list().get(PUBLISHED_TAG)
-                published = int(tag["version"]) if tag else None
                 out.append(
-                    TableInfo(name, ds.count_rows(), ds.version, self.table_uri(name), published)
+                    TableInfo(
+                        name,
+                        ds.count_rows(),
+                        ds.version,
+                        self.table_uri(name),
+                        publication.get(name),
+                    )
                 )
         return out
 
@@ -254,28 +264,40 @@ class Lakehouse:
 
     # -- the reading path: which version of each table readers see --------------------------
     # Writers (the ingest and embedding stages and their checks) work on a table's latest
-    # version. Readers (SQL sessions, search, subsets, exports) see its *published* version: the
-    # one its `published` tag points at, moved forward by lakehouse.publish only after the
-    # blocking checks passed on exactly that version. A table that was never published (written
-    # only through upsert/sync, e.g. subsets) reads at its latest version, so the embedded default
-    # needs no extra step. Every reader goes through published_dataset / lancedb_table.
-    def published_version(self, name: str) -> int | None:
-        """The version the table's ``published`` tag points at; None if it has none."""
-        ds = self.dataset(name)
-        if ds is None:
-            return None
-        tag = ds.tags.list().get(PUBLISHED_TAG)
-        return int(tag["version"]) if tag else None
+    # version. Readers (SQL sessions, search, subsets, exports) see its *published* version,
+    # named by the publication record: one row in the internal `_publication` dataset mapping
+    # every pipeline table to a version, replaced in a single commit by lakehouse.publish only
+    # after the blocking checks passed on exactly those versions — so readers switch from one
+    # checked snapshot to the next all at once, never seeing some tables new and others old. A
+    # table the record does not name (never published, or written only through upsert/sync,
+    # e.g. subsets) reads at its latest version, so the embedded default needs no extra step.
+    # Every reader goes through published_dataset / lancedb_table.
+    def publication(self) -> dict[str, int]:
+        """The published version of every published table (empty before any publication)."""
+        import json
 
-    def published_dataset(self, name: str) -> lance.LanceDataset | None:
-        """The table as readers see it: at its published version, else at its latest."""
+        ds = self.dataset(PUBLICATION)
+        if ds is None:
+            return {}
+        rows = ds.to_table(columns=["versions_json"]).column("versions_json").to_pylist()
+        return {k: int(v) for k, v in json.loads(rows[0]).items()} if rows else {}
+
+    def published_version(self, name: str) -> int | None:
+        """The version of ``name`` readers see; None if it was never published."""
+        return self.publication().get(name)
+
+    def published_dataset(
+        self, name: str, publication: Mapping[str, int] | None = None
+    ) -> lance.LanceDataset | None:
+        """The table as readers see it: at its published version, else at its latest. Pass
+        ``publication`` (from :meth:`publication`) to open several tables of one snapshot."""
         ds = self.dataset(name)
         if ds is None:
             return None
-        tag = ds.tags.list().get(PUBLISHED_TAG)
-        if tag is None or int(tag["version"]) == ds.version:
+        version = (self.publication() if publication is None else publication).get(name)
+        if version is None or version == ds.version:
             return ds
-        return ds.checkout_version(int(tag["version"]))
+        return ds.checkout_version(version)
 
     # -- reads --------------------------------------------------------------------------
     def read(
@@ -439,8 +461,9 @@ class Lakehouse:
         from lakehouse.search import search
 
         versions = {}
+        publication = self.publication()
         for name in schemas.DYNAMIC_TABLES:
-            ds = self.published_dataset(name)
+            ds = self.published_dataset(name, publication)
             if ds is not None:
                 versions[name] = ds.version
         with reading(self, versions):
@@ -465,8 +488,8 @@ class Lakehouse:
         return export_subset(self, name, fmt=fmt, out=out, **kwargs)
 
     def cleanup(self, older_than_s: float = 7 * 86400) -> dict[str, int]:
-        """Delete table versions older than ``older_than_s`` seconds, except each table's latest,
-        tagged ones (the published version, the versions subsets pin) and the versions running
+        """Delete table versions older than ``older_than_s`` seconds, except each table's latest
+        and published versions, tagged ones (the versions subsets pin) and the versions running
         readers hold (:mod:`lakehouse.readers`). Returns bytes removed per table."""
         import datetime as dt
 
@@ -476,6 +499,7 @@ class Lakehouse:
         removed: dict[str, int] = {}
         with lakehouse_lock(self, CLEANUP_LOCK):
             held = held_versions(self)
+            publication = self.publication()
             cutoff = dt.datetime.now() - dt.timedelta(seconds=older_than_s)
             for name in self.table_names():
                 ds = self.dataset(name)
@@ -483,6 +507,8 @@ class Lakehouse:
                     continue
                 tagged = {int(t["version"]) for t in ds.tags.list().values()}
                 keep = tagged | held.get(name, set()) | {ds.version}
+                if name in publication:
+                    keep.add(publication[name])
                 old = [
                     v["version"]
                     for v in ds.versions()

@@ -222,3 +222,28 @@ def test_a_reader_killed_mid_read_does_not_pin_versions_forever(lh):
     assert old not in [v["version"] for v in lh.dataset("sources").versions()]
     assert not list((Path(lh.root) / ".readers").iterdir())  # its lease was removed
     assert schemas.primary_key(lh.dataset("sources").schema) == "source"
+
+
+def test_readers_switch_every_table_at_once(lh):
+    from lakehouse.publish import _write_record
+
+    for key in ("a", "b"):
+        lh.upsert("sources", [{"source": key, "uri": f"/{key}", "annotation_files": []}])
+        lh.upsert("quarantine", [{"quarantine_id": key, "source": key, "stage": "videos"}])
+    first = publish(lh, ["sources", "quarantine"])
+    lh.upsert("sources", [{"source": "c", "uri": "/c", "annotation_files": []}])
+    lh.upsert("quarantine", [{"quarantine_id": "c", "source": "c", "stage": "videos"}])
+    with Session(lh) as session:  # one snapshot: both tables at the first publication
+        assert {t: session.versions[t] for t in first} == first
+    # a publisher that died after switching the record but before moving the tags: the record
+    # alone decides what readers see, and cleanup keeps what it names
+    newer = {t: lh.dataset(t).version for t in first}
+    _write_record(lh, newer)
+    assert lh.published_version("sources") == newer["sources"]
+    assert lh.dataset("sources").tags.list()["published"]["version"] == first["sources"]
+    _write(lh, "d")
+    lh.cleanup(older_than_s=0)
+    kept = [v["version"] for v in lh.dataset("sources").versions()]
+    assert newer["sources"] in kept and first["sources"] in kept
+    assert lh.sql("select count(*) as n from sources").to_pylist() == [{"n": 3}]
+    assert "_publication" not in lh.table_names()

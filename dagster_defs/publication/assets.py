@@ -1,8 +1,8 @@
 """``published_versions``: the last asset of the ingest and embed jobs.
 
 It runs only when every upstream asset materialized and every blocking check passed (Dagster
-skips the downstream of a failed blocking check), and then moves each pipeline table's
-``published`` tag to the version just checked; readers see nothing of a run before that.
+skips the downstream of a failed blocking check), and then publishes the versions just checked
+(:func:`lakehouse.publish.publish`); readers see nothing of a run before that.
 """
 
 import dagster as dg
