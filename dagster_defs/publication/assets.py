@@ -22,8 +22,8 @@ GROUP = "publication"
     deps=[quarantine, search_index],
     kinds={"lance"},
     description=(
-        "The table versions readers see (each table's `published` tag), moved forward only after "
-        "the blocking checks passed on exactly those versions."
+        "The table versions readers see, moved forward (every table at once) only after the "
+        "blocking checks passed on exactly those versions."
     ),
 )
 def published_versions(lakehouse: LakehouseResource) -> dg.MaterializeResult:
