@@ -10,6 +10,7 @@ from dagster_defs.embeddings.checks import embedding_checks
 from dagster_defs.ingest.assets import ingest_assets
 from dagster_defs.ingest.checks import ingest_checks
 from dagster_defs.ingest.partitions import sources_partitions
+from dagster_defs.publication.assets import publication_assets
 from dagster_defs.resources import lakehouse_resource
 from dagster_defs.subsets.assets import subset_assets, view_specs
 from lakehouse.config import Config
@@ -23,17 +24,20 @@ def build_defs(config: Config) -> dg.Definitions:
     """Definitions wired to ``config``'s lakehouse root."""
     ingest_job = dg.define_asset_job(
         INGEST_JOB,
-        selection=dg.AssetSelection.assets(*ingest_assets, *embedding_assets),
+        selection=dg.AssetSelection.assets(*ingest_assets, *embedding_assets, *publication_assets),
         partitions_def=sources_partitions,
         description=(
-            "Ingest one source folder: videos → annotations → clips → keyframes → embeddings."
+            "Ingest one source folder: videos → annotations → clips → keyframes → embeddings, "
+            "then publish the checked versions to readers."
         ),
     )
     embed_job = dg.define_asset_job(
         EMBED_JOB,
-        selection=dg.AssetSelection.assets(*embedding_assets),
+        selection=dg.AssetSelection.assets(*embedding_assets, *publication_assets),
         partitions_def=sources_partitions,
-        description="(Re-)embed one source with the configured models and refresh the indexes.",
+        description=(
+            "(Re-)embed one source with the configured models, refresh the indexes, publish."
+        ),
     )
     subsets = subset_assets(config)
     subsets_job = dg.define_asset_job(
@@ -42,7 +46,13 @@ def build_defs(config: Config) -> dg.Definitions:
         description="Materialize subsets (select one or more): each run records a new version.",
     )
     return dg.Definitions(
-        assets=[*ingest_assets, *embedding_assets, *view_specs(config), *subsets],
+        assets=[
+            *ingest_assets,
+            *embedding_assets,
+            *publication_assets,
+            *view_specs(config),
+            *subsets,
+        ],
         asset_checks=[*ingest_checks, *embedding_checks],
         jobs=[ingest_job, embed_job, subsets_job],
         resources={"lakehouse": lakehouse_resource(config)},

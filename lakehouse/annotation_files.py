@@ -217,8 +217,14 @@ def _read_jsonl(path: str, data: bytes) -> Iterator[Record | q.Issue]:
         except json.JSONDecodeError as exc:
             yield _issue(path, q.BAD_JSON, f"line is not valid JSON ({exc.msg})", number)
             continue
+        except RecursionError:  # "[[[[…" thousands deep: refused, the rest of the file is read
+            yield _issue(path, q.BAD_JSON, "line is JSON nested too deeply to read", number)
+            continue
         if not isinstance(value, dict):
             yield _issue(path, q.BAD_ROW, "line is JSON but not an object", number)
+            continue
+        if _holds_surrogates(value):  # "\ud800" is valid JSON but no UTF-8 text can hold it
+            yield _issue(path, q.BAD_UTF8, "line holds a lone surrogate escape (\\ud800…)", number)
             continue
         yield Record(number, value)
 
@@ -232,10 +238,15 @@ def _read_json(path: str, data: bytes) -> Iterator[Record | q.Issue]:
     except json.JSONDecodeError as exc:
         yield _issue(path, q.BAD_JSON, f"file is not valid JSON ({exc.msg} at line {exc.lineno})")
         return
+    except RecursionError:
+        yield _issue(path, q.BAD_JSON, "file is JSON nested too deeply to read")
+        return
     if isinstance(value, dict):
         value = next((v for v in value.values() if isinstance(v, list)), [value])
     for index, item in enumerate(value, start=1):
-        if isinstance(item, dict):
+        if isinstance(item, dict) and _holds_surrogates(item):
+            yield _issue(path, q.BAD_UTF8, f"item {index} holds a lone surrogate escape")
+        elif isinstance(item, dict):
             yield Record(index, item)
         else:
             yield _issue(path, q.BAD_ROW, f"item {index} is not an object")
@@ -273,6 +284,22 @@ def _read_csv(path: str, data: bytes, delimiter: str) -> Iterator[Record | q.Iss
             )
             continue
         yield Record(start_line, {k: (v if v != "" else None) for k, v in row.items()})
+
+
+def _holds_surrogates(value: Any) -> bool:
+    """True if any string in a parsed JSON value (keys included) cannot be encoded as UTF-8."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _has_surrogates(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _has_surrogates(text: str) -> bool:

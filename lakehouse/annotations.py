@@ -228,7 +228,10 @@ def _to_row(
     video_id = video["video_id"] if video else ids.video_id_from_uri(uri)
     fps = _fps(values, mapping, video)
     start, end, span_kind = _span(values, mapping, fps, video)
-    external_id = _text(values.get(mapping.clip_id)) if mapping.clip_id else None
+    raw_id = values.get(mapping.clip_id) if mapping.clip_id else None
+    if isinstance(raw_id, list | dict | bool):
+        raise RowError(q.BAD_ROW, f"the clip id must be text or a number, not {_text(raw_id)}")
+    external_id = _text(raw_id)
     key = external_id or f"line {record.line_number}"
     typed = {
         name: _text(values.get(column))

@@ -111,16 +111,17 @@ def _format_report(report: Any) -> str:
 @cli.command()
 @common_options
 def tables(state: State) -> None:
-    """List the tables with their row counts and versions."""
+    """List the tables with their row counts, latest versions and the versions readers see."""
     lh = state.lakehouse()
     infos = lh.info()
     if not infos:
         click.echo(f"No tables yet in {lh.root}; run `lakehouse ingest DIR` or `lakehouse demo`.")
         return
     width = max(len(t.name) for t in infos)
-    click.echo(f"{'table'.ljust(width)}  {'rows':>9}  {'version':>7}  uri")
+    click.echo(f"{'table'.ljust(width)}  {'rows':>9}  {'version':>7}  {'published':>9}  uri")
     for t in infos:
-        click.echo(f"{t.name.ljust(width)}  {t.rows:>9}  {t.version:>7}  {t.uri}")
+        published = "-" if t.published is None else str(t.published)
+        click.echo(f"{t.name.ljust(width)}  {t.rows:>9}  {t.version:>7}  {published:>9}  {t.uri}")
 
 
 @cli.command()
@@ -153,7 +154,8 @@ def sql(state: State, query: str, fmt: str, out: str | None, params: tuple[str, 
     from lakehouse.sql import read_query_arg
 
     lh = state.lakehouse()
-    table = lh.sql(read_query_arg(query), list(params) or None)
+    # a query typed here may be anyone's: it runs in its own process under hard limits
+    table = lh.sql(read_query_arg(query), list(params) or None, isolated=True)
     emit(table, fmt, out, sys.stdout)
     if out:
         click.echo(f"Wrote {table.num_rows} rows to {out}", err=True)
@@ -206,7 +208,6 @@ def search(
     """Semantic search: clips matching TEXT (or --like CLIP_ID), within --where."""
     from lakehouse.errors import InputError
     from lakehouse.output import emit
-    from lakehouse.search import search as run_search
 
     if (text is None) == (like is None):
         raise InputError("Give a query TEXT or --like CLIP_ID (not both).")
@@ -215,8 +216,13 @@ def search(
 
         check_target(html_file)  # before the search, not after it
     lh = state.lakehouse()
-    table = run_search(
-        lh, text, like=like, where=where, params=[_coerce(p) for p in params], k=k, mode=mode
+    table = lh.search(  # holds a reader lease on the vectors it reads
+        text,
+        like=like,
+        where=where,
+        params=[_coerce(p) for p in params],
+        k=k,
+        mode=mode,
     )
     emit(table, fmt, out, sys.stdout)
     if html_file:
@@ -259,10 +265,13 @@ def models(state: State) -> None:
         if resolved.message:
             click.echo(f"  note:        {resolved.message}")
         if lh.exists(table):
-            counts = lh.sql(
-                f"select model_id, count(distinct clip_id) as clips from {table} group by 1 "
-                "order by 2 desc"
-            ).to_pylist()
+            from lakehouse.sql import Session
+
+            with Session(lh, latest=True) as session:  # what is stored, published or not
+                counts = session.query(
+                    f"select model_id, count(distinct clip_id) as clips from {table} group by 1 "
+                    "order by 2 desc"
+                ).to_pylist()
             for row in counts:
                 mark = "configured" if row["model_id"] == resolved.model_id else "stale"
                 click.echo(f"  stored:      {row['clips']} clips by {row['model_id']} ({mark})")
@@ -334,8 +343,14 @@ def demo(state: State, corpus: str, exports: str) -> None:
 @cli.command()
 @click.option("--port", "-p", default=3000, show_default=True, help="Port on 127.0.0.1.")
 @click.option("--read-only", is_flag=True, help="Browse only: no runs can be launched.")
+@click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    help="Also accept requests for this host name (e.g. a tunnel's); loopback is always accepted.",
+)
 @common_options
-def ui(state: State, port: int, read_only: bool) -> None:
+def ui(state: State, port: int, read_only: bool, allow_hosts: tuple[str, ...]) -> None:
     """Start the Dagster UI for this lakehouse (bound to 127.0.0.1; see the README's warning)."""
     from lakehouse.ui import run_ui
 
@@ -344,6 +359,7 @@ def ui(state: State, port: int, read_only: bool) -> None:
         port=port,
         read_only=read_only,
         config_file=state.config_file,
+        allow_hosts=allow_hosts,
         echo=click.echo,
     )
     sys.exit(code)

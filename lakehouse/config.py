@@ -88,8 +88,11 @@ class SqlSettings:
     """Limits for user SQL."""
 
     memory_limit: str = "2GB"
+    temp_limit: str = "4GB"  # disk a query may spill to past its memory limit
     timeout_s: float = 120.0
     threads: int = 2
+    max_result_mb: int = 1024  # a result larger than this is refused (add a LIMIT)
+    process_memory_mb: int = 8192  # address-space limit of an isolated query's process
 
 
 @dataclass(frozen=True)
@@ -171,7 +174,7 @@ class Config:
         """Build the configuration from defaults, a TOML file, the environment and arguments."""
         env = dict(os.environ) if env is None else env
         data: dict[str, Any] = {}
-        path = config_file or env.get("LAKEHOUSE_CONFIG")
+        path = config_file or env.get("LAKEHOUSE_CONFIG") or None
         if path is None and Path(CONFIG_FILE_NAME).is_file():
             path = CONFIG_FILE_NAME
         if path is not None:
@@ -239,6 +242,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
             data = tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError(f"Configuration file {path} does not exist; check the path.") from None
+    except OSError as exc:
+        raise ConfigError(f"Configuration file {path} cannot be read ({exc.strerror}).") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"Configuration file {path} is not valid TOML ({exc}); fix it.") from None
     return data.get("lakehouse", data)

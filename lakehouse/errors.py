@@ -52,3 +52,13 @@ class ModelUnavailableError(LakehouseError, RuntimeError):
 
 class PipelineError(LakehouseError, RuntimeError):
     """A Dagster run of the asset graph failed."""
+
+
+class WriteConflictError(LakehouseError, RuntimeError):
+    """A commit met a concurrent change it must not be applied over (the table was overwritten or
+    restored), or kept conflicting after every retry; the step fails instead of guessing."""
+
+
+class PublicationError(LakehouseError, RuntimeError):
+    """A blocking check failed on the versions about to be published: readers keep the last good
+    ones."""

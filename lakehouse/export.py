@@ -83,7 +83,10 @@ def confined_path(out_dir: str | os.PathLike[str], name: str) -> Path:
     base = Path(out_dir)
     if "\x00" in str(base):
         raise InputError("--out must not contain a NUL byte.")
-    base.mkdir(parents=True, exist_ok=True)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"Cannot use {base} as the --out folder ({exc.strerror}).") from None
     root = base.resolve()
     target = root.joinpath(*parts)
     current = root
@@ -91,7 +94,10 @@ def confined_path(out_dir: str | os.PathLike[str], name: str) -> Path:
         current = current / part
         if current.is_symlink():
             raise InputError(f"Export path {name!r} goes through the symlink {current}; refused.")
-        current.mkdir(exist_ok=True)
+        try:
+            current.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"Cannot create {current} ({exc.strerror}).") from None
     if target.is_symlink():
         raise InputError(f"Export target {target} is a symlink; remove it or pick another name.")
     if os.path.commonpath([root, target.parent.resolve()]) != str(root):

@@ -21,6 +21,13 @@ from lakehouse.stage import Progress, StageResult, no_progress, record_issues
 from lakehouse.store import WriteResult, in_list
 from lakehouse.workers import run_supervised
 
+# Failures of the worker process rather than of the file keep their own reason codes.
+_WORKER_CODES = {
+    "timeout": q.TIMEOUT,
+    "memory_limit": q.MEMORY_LIMIT,
+    "worker_crashed": q.WORKER_CRASHED,
+}
+
 if TYPE_CHECKING:
     from lakehouse.config import KeyframeSettings
     from lakehouse.sources import Source
@@ -153,7 +160,7 @@ def extract_keyframes(
         video_id, clip_ids = outcome.key
         progress(n, len(tasks), videos[video_id]["relpath"])
         if not outcome.ok:
-            code = q.TIMEOUT if outcome.error_code == "timeout" else q.DECODE_ERROR
+            code = _WORKER_CODES.get(outcome.error_code, q.DECODE_ERROR)
             for clip_id in clip_ids:
                 issues.append(
                     q.Issue("keyframes", videos[video_id]["uri"], code, outcome.message, clip_id)

@@ -17,18 +17,26 @@ if TYPE_CHECKING:
 
 
 @contextlib.contextmanager
-def lakehouse_lock(lh: Lakehouse, name: str) -> Iterator[None]:
-    """Hold the lakehouse-wide lock ``name`` (blocking) for the duration of the block."""
+def lakehouse_lock(lh: Lakehouse, name: str, *, shared: bool = False) -> Iterator[None]:
+    """Hold the lakehouse-wide lock ``name`` (blocking) for the duration of the block; with
+    ``shared``, alongside other shared holders (but never alongside an exclusive one). A root the
+    process cannot write to (a read-only mount) is read without locks."""
     if not lh.config.is_local:
         yield
         return
     import fcntl
 
     folder = os.path.join(lh.root, ".locks")
-    os.makedirs(folder, exist_ok=True)
-    fd = os.open(os.path.join(folder, f"{name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.makedirs(folder, exist_ok=True)
+        fd = os.open(os.path.join(folder, f"{name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        if not shared:
+            raise
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         yield
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)

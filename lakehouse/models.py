@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import pickle
 import socket
 import warnings
 from dataclasses import dataclass
@@ -295,6 +296,11 @@ def _text_dim(folder: str) -> int | None:
     return None
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
 def pick_device(setting: str) -> str:
     if setting != "auto":
         return setting
@@ -360,9 +366,16 @@ def load_clip(settings: ModelSettings, resolved: ResolvedModel | None = None) ->
     if quiet:  # open_clip warns that no weights were loaded: that is the test model's point
         logging.getLogger().addFilter(quiet)
     try:
+        # weights_only: a checkpoint is tensors; one that needs code to unpickle is refused
         model, _, preprocess = open_clip.create_model_and_transforms(
-            arch, pretrained=pretrained, device=device
+            arch, pretrained=pretrained, device=device, weights_only=True
         )
+    except pickle.UnpicklingError as exc:
+        raise ModelUnavailableError(
+            f"The CLIP checkpoint {resolved.location} holds more than tensors (code would run to "
+            f"load it: {_first_line(exc)}); it was not loaded. Use a safetensors file or a plain "
+            "state_dict."
+        ) from None
     finally:
         if quiet:
             logging.getLogger().removeFilter(quiet)
@@ -405,7 +418,16 @@ def load_text(settings: ModelSettings, resolved: ResolvedModel | None = None) ->
     hf_logging.disable_progress_bar()
     resolved = (resolved or resolve_text(settings)).require()
     target = resolved.location if not resolved.online else settings.text_model
-    model = SentenceTransformer(target, device=pick_device(settings.device))
+    try:
+        # no remote code; transformers loads .bin weights with torch.load(weights_only=True)
+        model = SentenceTransformer(
+            target, device=pick_device(settings.device), trust_remote_code=False
+        )
+    except (pickle.UnpicklingError, OSError) as exc:
+        raise ModelUnavailableError(
+            f"The text model in {target} could not be loaded safely ({_first_line(exc)}); use "
+            "safetensors weights (model.safetensors)."
+        ) from None
     if resolved.online:
         resolved = resolve_text(settings, check_online=False)
     return TextModel(resolved, model)

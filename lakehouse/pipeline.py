@@ -51,7 +51,9 @@ def run_stages(
     embed: bool = True,
 ) -> list[StageResult]:
     """Run videos → annotations → clips → keyframes → quarantine report for one source, then
-    (with ``embed``) caption and CLIP embeddings and the search indexes."""
+    (with ``embed``) caption and CLIP embeddings and the search indexes; finally publish the
+    tables (:func:`lakehouse.publish.publish`: the blocking checks run on the new versions, and
+    readers see them only if they pass)."""
     run_id = run_id or uuid.uuid4().hex
     results = [
         ingest_videos(lh, source, run_id=run_id, progress=progress),
@@ -62,7 +64,23 @@ def run_stages(
     ]
     if embed:
         results += embed_stages(lh, source, run_id=run_id, progress=progress)
+    results.append(publication(lh, source))
     return results
+
+
+def publication(lh: Lakehouse, source: Source) -> StageResult:
+    """Publish the pipeline tables (raises PublicationError when a blocking check fails)."""
+    from lakehouse.publish import publish
+
+    versions = publish(lh)
+    return StageResult(
+        "published_versions",
+        source.name,
+        "published_versions",
+        WriteResult("published_versions"),
+        rows=len(versions),
+        details={"published": versions},
+    )
 
 
 def embed_stages(

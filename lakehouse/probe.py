@@ -31,16 +31,59 @@ def probe_file(payload: dict[str, Any]) -> dict[str, Any]:
     base = {"sha256": sha, "video_id": video_id_from_sha256(sha)}
     av.logging.set_level(av.logging.ERROR)
     with av.logging.Capture(local=False) as logs:
-        try:
-            container = av.open(path, metadata_errors="ignore")
-        except av.error.FFmpegError as exc:
-            return _fail(base, q.UNREADABLE_CONTAINER, _ffmpeg_message(exc, logs))
-        try:
-            return _probe_open(container, payload, base, logs)
-        except av.error.FFmpegError as exc:
-            return _fail(base, q.DECODE_ERROR, _ffmpeg_message(exc, logs))
-        finally:
-            container.close()
+        result = _probe(path, payload, base, logs)
+    if not result["ok"] and _out_of_memory(result["message"], _log_lines(logs)):
+        # an allocation that failed under the per-file memory limit, not a broken file: a
+        # transient reason, so raising ingest.worker_memory_mb and re-ingesting reads it again
+        result["reason_code"] = q.MEMORY_LIMIT
+        result["message"] = (
+            "decoding needs more memory than the per-file limit (ingest.worker_memory_mb); "
+            f"raise it to ingest this file ({result['message']})"
+        )
+    return result
+
+
+def _probe(path: str, payload: dict[str, Any], base: dict, logs: list) -> dict[str, Any]:
+    import av
+
+    try:
+        # local files only: a container cannot make FFmpeg fetch a URL or open other protocols
+        container = av.open(path, metadata_errors="ignore", options={"protocol_whitelist": "file"})
+    except av.error.FFmpegError as exc:
+        return _fail(base, q.UNREADABLE_CONTAINER, _ffmpeg_message(exc, logs))
+    try:
+        return _probe_open(container, payload, base, logs)
+    except av.error.FFmpegError as exc:
+        return _fail(base, q.DECODE_ERROR, _ffmpeg_message(exc, logs))
+    finally:
+        container.close()
+
+
+# A decoder holds up to 16 reference frames plus the frames its threads work on; 3 bytes a
+# pixel covers 4:4:4 8-bit and 4:2:0 10-bit. The interpreter itself needs a few hundred MB.
+FRAMES_IN_FLIGHT = 16
+BASE_MB = 300
+
+
+def _exceeds_memory(width: int, height: int, memory_mb: int | None) -> str | None:
+    """Why frames this large cannot be decoded under the per-file memory limit, if they can't."""
+    if not memory_mb or not width or not height:
+        return None
+    need = width * height * 3 * FRAMES_IN_FLIGHT / 2**20 + BASE_MB
+    if need <= memory_mb:
+        return None
+    return (
+        f"{width}x{height} frames need about {need:,.0f} MB to decode, more than the per-file "
+        f"limit of {memory_mb} MB (ingest.worker_memory_mb); raise it to ingest this file"
+    )
+
+
+MEMORY_SIGNS = ("cannot allocate memory", "get_buffer() failed", "out of memory", "enomem")
+
+
+def _out_of_memory(message: str, log_lines: list[str]) -> bool:
+    text = " ".join([message, *log_lines]).lower()
+    return any(sign in text for sign in MEMORY_SIGNS)
 
 
 def _probe_open(container: Any, payload: dict[str, Any], base: dict, logs: list) -> dict:
@@ -69,6 +112,9 @@ def _probe_open(container: Any, payload: dict[str, Any], base: dict, logs: list)
         "rotation": 0,
         "probe_version": PROBE_VERSION,
     }
+    too_big = _exceeds_memory(ctx.width, ctx.height, payload.get("memory_mb"))
+    if too_big:
+        return _fail(base, q.MEMORY_LIMIT, too_big)
     header_frames = vs.frames or 0
     if payload.get("verify_decode", True):
         scan = _decode_scan(container, vs, payload)
@@ -107,7 +153,7 @@ def _decode_scan(container: Any, vs: Any, payload: dict[str, Any]) -> dict[str, 
     sample_every = 1.0 / max(payload.get("scene_sample_fps", 30.0), 1e-6)
     times: list[float] = []
     key_times: list[float] = []
-    signatures: list[tuple[float, Any]] = []
+    cuts = CutDetector(payload.get("scene_threshold", 0.1))
     corrupt = 0
     rotation = 0
     last_sample = -1e9
@@ -129,16 +175,14 @@ def _decode_scan(container: Any, vs: Any, payload: dict[str, Any]) -> dict[str, 
                     small = frame.reformat(
                         width=SIGNATURE_SIZE[0], height=SIGNATURE_SIZE[1], format="rgb24"
                     )
-                    signatures.append((t, small.to_ndarray().astype(np.float32)))
+                    cuts.push(t, small.to_ndarray().astype(np.float32))
     except av.error.FFmpegError as exc:
         return {"error": f"decoding failed after {len(times)} frames: {exc}", "count": len(times)}
     info = _timing(times, key_times, vs)
     info["rotation"] = rotation
     info["decode_verified"] = True
     start = times[0] if times else 0.0
-    info["scene_cuts_s"] = [
-        round(t - start, 6) for t in detect_cuts(signatures, payload.get("scene_threshold", 0.1))
-    ]
+    info["scene_cuts_s"] = [round(t - start, 6) for t in cuts.cuts]
     return {"error": None, "count": len(times), "corrupt": corrupt, "info": info}
 
 
@@ -183,26 +227,41 @@ def _rate_step(vs: Any) -> float:
     return float(1 / Fraction(rate)) if rate else 1 / 30
 
 
-def detect_cuts(signatures: list[tuple[float, Any]], threshold: float) -> list[float]:
-    """Scene cuts from per-frame colour signatures (32x18 RGB thumbnails).
+class CutDetector:
+    """Scene cuts from per-frame colour signatures (32x18 RGB thumbnails), fed one at a time so
+    that memory does not grow with the length of the video.
 
     A cut is a jump in mean absolute colour difference that is both above ``threshold`` (0-1)
     and well above the recent level of motion, so fast camera motion alone is not a cut.
     """
-    import numpy as np
 
-    cuts: list[float] = []
-    recent: list[float] = []
-    for (_, a), (t, b) in pairwise(signatures):
-        score = float(np.mean(np.abs(b - a))) / 255.0
-        level = float(np.median(recent)) if recent else 0.0
-        if score > threshold and score > 3.0 * level + 0.02:
-            cuts.append(t)
-            recent.clear()
-        else:
-            recent.append(score)
-            del recent[:-15]
-    return cuts
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+        self.previous: Any = None
+        self.recent: list[float] = []
+        self.cuts: list[float] = []
+
+    def push(self, t: float, signature: Any) -> None:
+        import numpy as np
+
+        if self.previous is not None:
+            score = float(np.mean(np.abs(signature - self.previous))) / 255.0
+            level = float(np.median(self.recent)) if self.recent else 0.0
+            if score > self.threshold and score > 3.0 * level + 0.02:
+                self.cuts.append(t)
+                self.recent.clear()
+            else:
+                self.recent.append(score)
+                del self.recent[:-15]
+        self.previous = signature
+
+
+def detect_cuts(signatures: list[tuple[float, Any]], threshold: float) -> list[float]:
+    """Scene cuts of a list of ``(time, signature)`` (see :class:`CutDetector`)."""
+    detector = CutDetector(threshold)
+    for t, signature in signatures:
+        detector.push(t, signature)
+    return detector.cuts
 
 
 def _log_lines(logs: list) -> list[str]:

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 from lakehouse import schemas
 from lakehouse.embeddings import CLIP_TABLE, TEXT_TABLE
 from lakehouse.errors import InputError, ModelUnavailableError, QueryError
+from lakehouse.locks import lakehouse_lock
 from lakehouse.models import load_clip, load_text, resolve_clip, resolve_text
-from lakehouse.store import in_list, sql_literal
+from lakehouse.store import commit_with_retry, in_list, sql_literal
 from lakehouse.vectors import vector_table
 
 if TYPE_CHECKING:
@@ -137,7 +138,7 @@ def compile_where(lh: Lakehouse, where: str | None, params: Sequence[Any] = ()) 
     if ";" in where:
         raise QueryError("The --where predicate must be a single SQL condition, no ';'.")
     text = bind_parameters(where, params)
-    if _analyse(text):
+    if _analyse(text) and _lance_accepts(lh, text):
         return Filter(expression=text)
     from lakehouse.sql import Session
 
@@ -179,6 +180,19 @@ def _analyse(text: str) -> bool:
     ):
         raise QueryError("The --where predicate must be a condition on clip_facts columns only.")
     return _pushable(select["where_clause"])
+
+
+def _lance_accepts(lh: Lakehouse, text: str) -> bool:
+    """Whether Lance's SQL dialect reads the predicate as DuckDB does; when it cannot (dollar-
+    quoted or E'' strings, a type it will not coerce) DuckDB evaluates it instead."""
+    if "$" in text or "\\" in text:
+        return False
+    for name in (TEXT_TABLE, CLIP_TABLE):
+        try:
+            return vector_table(lh, name).accepts(text)
+        except InputError:  # no such table yet
+            continue
+    return True
 
 
 def _pushable(node: Any) -> bool:
@@ -274,7 +288,7 @@ def _scan_hits(
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    ds = lh.dataset(table_name)
+    ds = lh.published_dataset(table_name)
     keep = pa.array(sorted(flt.clip_ids or ()))
     best: list[dict[str, Any]] = []
     for batch in ds.to_batches(
@@ -473,40 +487,49 @@ def _like(lh: Lakehouse, clip_id: str, mode: str, flt: Filter, k: int) -> list[d
 def refresh_indexes(lh: Lakehouse) -> dict[str, Any]:
     """Build or refresh the search indexes: ANN on vectors past ``search.ann_min_rows``,
     full-text on caption text, scalar indexes on the filter columns. Incremental once built."""
-    from lancedb.index import Bitmap, BTree, IvfRq
-
     report: dict[str, Any] = {}
-    settings = lh.config.search
     for name in (CLIP_TABLE, TEXT_TABLE):
-        table = lh.lancedb_table(name)
+        table = lh.lancedb_table(name, latest=True)
         if table is None:
             continue
-        rows = table.count_rows()
-        existing = {tuple(i.columns): i for i in table.list_indices()}
-        actions = []
-        for column, config in (
-            ("clip_id", BTree()),
-            ("model_id", Bitmap()),
-            ("viewpoint", Bitmap()),
-            ("source", Bitmap()),
-            ("duration_s", BTree()),
-        ):
-            if (column,) not in existing and rows:
-                table.create_index(column, config=config)
-                actions.append(f"scalar index on {column}")
-        if name == TEXT_TABLE and ("text",) not in existing and rows:
-            ensure_fts_index(table)
-            actions.append("full-text index on text")
-        if ("vector",) not in existing and rows >= settings.ann_min_rows:
-            table.create_index(
-                "vector",
-                config=IvfRq(distance_type="dot", num_bits=1),
+        # two runs refreshing one table conflict on the index commit: one at a time (a lock on
+        # local roots), and a conflict is retried after re-reading which indexes exist
+        with lakehouse_lock(lh, f"index-{name}"):
+            report[name] = commit_with_retry(
+                name, lambda table=table, name=name: _refresh(lh, table, name)
             )
-            actions.append("ANN index (IVF_RQ) on vector")
-        elif existing:
-            stats = [i.num_unindexed_rows or 0 for i in table.list_indices()]
-            if any(stats):
-                table.optimize(cleanup_older_than=dt.timedelta(days=30))
-                actions.append(f"indexes refreshed ({max(stats)} new rows)")
-        report[name] = {"rows": rows, "actions": actions or ["up to date"]}
     return report
+
+
+def _refresh(lh: Lakehouse, table: Any, name: str) -> dict[str, Any]:
+    from lancedb.index import Bitmap, BTree, IvfRq
+
+    settings = lh.config.search
+    rows = table.count_rows()
+    existing = {tuple(i.columns): i for i in table.list_indices()}
+    actions = []
+    for column, config in (
+        ("clip_id", BTree()),
+        ("model_id", Bitmap()),
+        ("viewpoint", Bitmap()),
+        ("source", Bitmap()),
+        ("duration_s", BTree()),
+    ):
+        if (column,) not in existing and rows:
+            table.create_index(column, config=config)
+            actions.append(f"scalar index on {column}")
+    if name == TEXT_TABLE and ("text",) not in existing and rows:
+        ensure_fts_index(table)
+        actions.append("full-text index on text")
+    if ("vector",) not in existing and rows >= settings.ann_min_rows:
+        table.create_index(
+            "vector",
+            config=IvfRq(distance_type="dot", num_bits=1),
+        )
+        actions.append("ANN index (IVF_RQ) on vector")
+    elif existing:
+        stats = [i.num_unindexed_rows or 0 for i in table.list_indices()]
+        if any(stats):
+            table.optimize(cleanup_older_than=dt.timedelta(days=30))
+            actions.append(f"indexes refreshed ({max(stats)} new rows)")
+    return {"rows": rows, "actions": actions or ["up to date"]}

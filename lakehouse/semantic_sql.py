@@ -20,7 +20,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.embeddings import CLIP_TABLE, TEXT_TABLE
+from lakehouse.errors import QueryError
 from lakehouse.store import sql_literal
+
+# Each distinct query text costs a model call and a score per clip, held for the session: a
+# query that compares against a different text per row (``caption_similarity(clip_id, clip_id)``)
+# would run the model once per row and keep millions of scores. Both are bounded.
+MAX_TEXTS_PER_SESSION = 32
+MAX_TEXT_CHARS = 2000
 
 if TYPE_CHECKING:
     import numpy as np
@@ -88,6 +95,16 @@ class SemanticFunctions:
         if key not in self.scores:
             from lakehouse.search import embed_query
 
+            if len(text) > MAX_TEXT_CHARS:
+                raise QueryError(
+                    f"A semantic query text is {len(text)} characters long; at most "
+                    f"{MAX_TEXT_CHARS} are compared."
+                )
+            if len(self.scores) >= MAX_TEXTS_PER_SESSION:
+                raise QueryError(
+                    f"Semantic functions compare clips against at most {MAX_TEXTS_PER_SESSION} "
+                    "distinct texts per query; pass a constant text."
+                )
             vector, model_id = embed_query(self.session.lh, text, kind)
             ids, matrix = self._vectors(kind, model_id)
             scores: dict[str, float] = {}

@@ -70,6 +70,11 @@ def register_source(
     files = []
     for path in annotations or ():
         path = os.path.abspath(os.fspath(path))
+        if os.path.exists(path) and not os.path.isfile(path):
+            raise InputError(
+                f"Annotation file {path} is not a regular file (a folder, FIFO or device); "
+                "pass the file itself."
+            )
         if not os.path.isfile(path):
             raise InputNotFoundError(f"Annotation file {path} does not exist; check the path.")
         files.append(path)

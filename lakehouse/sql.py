@@ -5,6 +5,23 @@ external access is switched off and the configuration locked (in that order — 
 the combination in ``connect(config=…)``). The connection cannot read or write files, install
 or load extensions, attach databases or change settings; a statement must be a single query
 (``SELECT``/``WITH``/``DESCRIBE``/``EXPLAIN``), and it runs under a memory and a time limit.
+
+Three more walls (the "SQL attack matrix" of docs/guide.md):
+
+- before DuckDB runs anything, the parsed query is walked and refused if it calls a table
+  function outside :data:`ALLOWED_TABLE_FUNCTIONS` (file readers, ``query()``, settings, logs,
+  secrets, ``checkpoint()``…) or a scalar function in :data:`REFUSED_FUNCTIONS`
+  (``current_setting``…); the directories DuckDB would reveal are pointed at the session's own
+  empty temporary folder;
+- a result is streamed and refused once it passes ``sql.max_result_mb``;
+- :func:`run_sql` with ``isolated=True`` (what ``lakehouse sql`` does) runs the query in a
+  separate process under an address-space limit (``sql.process_memory_mb``) that is killed at
+  the time limit, for the few DuckDB functions that neither the memory limit nor an interrupt
+  can stop (``repeat('x', 1e9)`` allocates outside the buffer manager and ignores interrupts).
+
+A session reads each table at its published version (``Lakehouse.published_dataset``) unless
+``latest=True`` (the pipeline's checks) or pinned ``versions`` are given, and holds a reader lease
+on the versions it opened until it closes (:mod:`lakehouse.readers`).
 """
 
 from __future__ import annotations
@@ -34,6 +51,43 @@ if TYPE_CHECKING:
 
 VIEW_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 ALLOWED_STATEMENTS = ("SELECT", "EXPLAIN")
+# Relations a query may produce with a table function: generators, the lakehouse's semantic
+# hits, and the catalog of its own tables and views. Anything else is refused by name.
+ALLOWED_TABLE_FUNCTIONS = frozenset(
+    {
+        "range",
+        "generate_series",
+        "unnest",
+        "repeat",
+        "caption_hits",
+        "visual_hits",
+        "duckdb_tables",
+        "duckdb_views",
+        "duckdb_columns",
+        "duckdb_constraints",
+        "duckdb_types",
+        "duckdb_schemas",
+        "duckdb_functions",
+        "duckdb_keywords",
+    }
+)
+# Scalar functions that read the process's settings or environment.
+REFUSED_FUNCTIONS = frozenset({"current_setting", "getenv", "getvariable", "current_schemas"})
+# Built-in views that show settings or the log of other statements.
+REFUSED_RELATIONS = frozenset(
+    {
+        "duckdb_settings",
+        "duckdb_logs",
+        "duckdb_log_contexts",
+        "duckdb_databases",
+        "pragma_database_list",
+        "pg_settings",
+        "duckdb_secrets",
+    }
+)
+EXPLAIN_PREFIX = re.compile(
+    r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*explain(?:\s+analyze)?\b", re.IGNORECASE | re.DOTALL
+)
 
 
 class Session:
@@ -45,12 +99,16 @@ class Session:
         *,
         versions: Mapping[str, int | str] | None = None,
         locked: bool = True,
+        latest: bool = False,
         views_dirs: Sequence[Path] | None = None,
         view_sql: Mapping[str, str] | None = None,
     ):
         import duckdb
 
+        from lakehouse.readers import ReaderLease
+
         self.lh = lh
+        self.latest = latest
         settings = lh.config.sql
         self._tmp = tempfile.mkdtemp(prefix="lakehouse-duckdb-")
         self.con = duckdb.connect(
@@ -58,13 +116,17 @@ class Session:
             config={
                 "threads": settings.threads,
                 "memory_limit": settings.memory_limit,
+                "max_temp_directory_size": settings.temp_limit,
                 "autoinstall_known_extensions": False,
                 "autoload_known_extensions": False,
                 "temp_directory": self._tmp,
             },
         )
         self.versions: dict[str, int] = {}
-        self.tables = self._register_tables(versions or {})
+        self.lease = ReaderLease(lh)
+        with self.lease.registering():
+            self.tables = self._register_tables(versions or {})
+            self.lease.hold(self.versions)
         # the view texts this session was built from (a subset records them to reproduce)
         self.view_sql: dict[str, str] = (
             dict(view_sql)
@@ -78,6 +140,9 @@ class Session:
         self.semantic.register()
         self.locked = locked
         _progress_bar_off(self.con)
+        for setting in ("home_directory", "secret_directory", "extension_directory"):
+            # nothing in the session needs them; what a query could read there is our own folder
+            self.con.execute(f"SET {setting} = '{self._tmp}'")
         if locked:
             self.con.execute("SET enable_external_access = false")
             self.con.execute("SET allow_community_extensions = false")
@@ -91,18 +156,21 @@ class Session:
 
     def close(self) -> None:
         self.con.close()
+        self.lease.release()
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     def _register_tables(self, versions: Mapping[str, int | str]) -> list[str]:
         known = [*schemas.TABLES, *schemas.DYNAMIC_TABLES]
         names = list(dict.fromkeys([*known, *self.lh.table_names()]))
+        publication = {} if self.latest else self.lh.publication()  # one snapshot for all
         for name in names:
             # version 0 pins "the table did not exist yet": it reads as empty
-            ds = (
-                None
-                if versions.get(name) == 0
-                else self.lh.dataset(name, version=versions.get(name))
-            )
+            if versions.get(name) == 0:
+                ds = None
+            elif versions.get(name) is not None or self.latest:
+                ds = self.lh.dataset(name, version=versions.get(name))
+            else:
+                ds = self.lh.published_dataset(name, publication)
             if ds is not None:
                 self.versions[name] = ds.version
                 self.con.register(name, ds)
@@ -147,7 +215,7 @@ class Session:
         timer.daemon = True
         timer.start()
         try:
-            return self.con.sql(sql, params=params).to_arrow_table()
+            return self._fetch(sql, params)
         except duckdb.InterruptException:
             raise QueryTimeoutError(
                 f"Query ran past the {timeout:g} s time limit; narrow it or raise sql.timeout_s."
@@ -163,6 +231,9 @@ class Session:
             if "ModelUnavailableError: " in str(exc):
                 message = str(exc).split("ModelUnavailableError: ", 1)[1].strip()
                 raise ModelUnavailableError(message) from None
+            if "QueryError: " in str(exc):  # raised inside a semantic function
+                message = str(exc).split("QueryError: ", 1)[1].strip().splitlines()[0]
+                raise QueryError(message) from None
             if "configuration has been locked" in str(exc):
                 raise QueryRefusedError(
                     "Query refused: settings cannot be changed in the lakehouse SQL session."
@@ -170,8 +241,37 @@ class Session:
             raise QueryError(f"Query failed: {_first_line(exc)}") from None
         except duckdb.Error as exc:
             raise QueryError(f"Query failed: {_first_line(exc)}") from None
+        except (OverflowError, ValueError, TypeError) as exc:  # a value Arrow cannot hold
+            if isinstance(exc, QueryError):
+                raise
+            raise QueryError(f"Query result cannot be converted: {_first_line(exc)}") from None
         finally:
             timer.cancel()
+
+    def _fetch(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None) -> pa.Table:
+        """The whole result, streamed in batches and refused once it passes sql.max_result_mb
+        (DuckDB's memory limit does not cover the Arrow copy handed to Python)."""
+        import pyarrow as pa
+
+        cap = self.lh.config.sql.max_result_mb * 1024 * 1024
+        relation = self.con.sql(sql, params=params)
+        if relation is None:
+            raise QueryError("Query returned no result; pass one SELECT statement.")
+        reader = relation.to_arrow_reader(65536)
+        batches, size = [], 0
+        try:
+            for batch in reader:
+                size += batch.nbytes
+                if size > cap:
+                    raise QueryError(
+                        f"Query result is larger than sql.max_result_mb "
+                        f"({self.lh.config.sql.max_result_mb} MB); add a LIMIT, select fewer "
+                        "columns, or raise the setting."
+                    )
+                batches.append(batch)
+        finally:
+            reader.close()
+        return pa.Table.from_batches(batches, schema=reader.schema)
 
 
 def read_views(dirs: Sequence[Path]) -> dict[str, str]:
@@ -187,7 +287,7 @@ def read_views(dirs: Sequence[Path]) -> dict[str, str]:
 
 
 def check_statement(con: duckdb.DuckDBPyConnection, sql: str) -> None:
-    """Refuse anything but exactly one read-only statement."""
+    """Refuse anything but exactly one read-only statement that only calls allowed functions."""
     import duckdb
 
     try:
@@ -205,6 +305,61 @@ def check_statement(con: duckdb.DuckDBPyConnection, sql: str) -> None:
         raise QueryRefusedError(
             f"Query refused: {kind} statements are not allowed; only read-only SELECT queries run."
         )
+    if kind == "EXPLAIN":
+        inner, found = EXPLAIN_PREFIX.subn("", sql, count=1)
+        inner_statements = con.extract_statements(inner) if found else []
+        if len(inner_statements) != 1 or inner_statements[0].type.name != "SELECT":
+            raise QueryRefusedError("Query refused: EXPLAIN is allowed for SELECT queries only.")
+        sql = inner
+    check_functions(con, sql)
+
+
+def check_functions(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Walk the parsed query and refuse table functions outside ALLOWED_TABLE_FUNCTIONS, scalar
+    functions in REFUSED_FUNCTIONS and relations in REFUSED_RELATIONS, before anything runs."""
+    import json
+
+    import duckdb
+
+    try:
+        tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0])
+    except duckdb.Error as exc:
+        raise QueryError(f"Query does not parse: {_first_line(exc)}") from None
+    if tree.get("error"):
+        raise QueryRefusedError(
+            f"Query refused: it cannot be checked ({tree.get('error_message', 'unknown')})."
+        )
+    stack: list[Any] = [tree["statements"]]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        kind = node.get("type")
+        if kind == "TABLE_FUNCTION":
+            name = str((node.get("function") or {}).get("function_name", "")).lower()
+            if name not in ALLOWED_TABLE_FUNCTIONS:
+                raise QueryRefusedError(
+                    f"Query refused: the table function {name}() is not available in the "
+                    "lakehouse SQL session; read the lakehouse tables and views instead."
+                )
+        elif kind == "FUNCTION" and str(node.get("function_name", "")).lower() in (
+            REFUSED_FUNCTIONS
+        ):
+            raise QueryRefusedError(
+                f"Query refused: {node['function_name']}() reads the server's settings or "
+                "environment, which the lakehouse SQL session does not expose."
+            )
+        elif kind == "BASE_TABLE" and str(node.get("table_name", "")).lower() in (
+            REFUSED_RELATIONS
+        ):
+            raise QueryRefusedError(
+                f"Query refused: {node['table_name']} shows the server's settings or log, which "
+                "the lakehouse SQL session does not expose."
+            )
+        stack.extend(node.values())
 
 
 def run_sql(
@@ -214,8 +369,14 @@ def run_sql(
     *,
     versions: Mapping[str, int | str] | None = None,
     timeout_s: float | None = None,
+    isolated: bool = False,
 ) -> pa.Table:
-    """Open a locked session, run one query, close it."""
+    """Open a locked session, run one query, close it. With ``isolated`` the session lives in a
+    separate process under hard memory and time limits (see the module docstring)."""
+    if isolated:
+        from lakehouse.sql_isolated import run_isolated
+
+        return run_isolated(lh, sql, params, versions=versions, timeout_s=timeout_s)
     with Session(lh, versions=versions) as session:
         return session.query(sql, params, timeout_s=timeout_s)
 

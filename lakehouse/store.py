@@ -3,20 +3,31 @@
 Every write is a ``merge_insert`` on the table's primary key, so re-running a step never adds
 duplicate rows; :meth:`Lakehouse.sync` additionally updates rows whose content changed and
 deletes rows that a step no longer produces within its scope (one source, one stage…).
+
+Concurrency: the key field carries Lance's unenforced-primary-key metadata, so two writers
+inserting the same new key at once conflict and the loser retries as an update (measured: 4
+processes × 15 overlapping merges leave exactly one row per key). Every commit runs through
+:func:`commit_with_retry`: retryable conflicts are retried from the latest version with jittered
+exponential backoff; an incompatible one (the table overwritten or restored meanwhile) raises
+:class:`~lakehouse.errors.WriteConflictError`.
+
+Readers see a table's *published* version (see "the reading path" below), writers its latest.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import random
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lakehouse import schemas
 from lakehouse.config import Config
-from lakehouse.errors import TableNotFoundError
+from lakehouse.errors import TableNotFoundError, WriteConflictError
 
 if TYPE_CHECKING:
     import lance
@@ -28,6 +39,14 @@ VOLATILE_COLUMNS = frozenset(
     {"run_id", "probed_at", "quarantined_at", "updated_at", "registered_at", "created_at"}
 )
 
+# The publication record (one row: which version of every table readers see) and the tag that
+# also marks each published version, so that Lance's own cleanup keeps it (lakehouse.publish).
+PUBLICATION = "_publication"
+PUBLISHED_TAG = "published"
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class WriteResult:
@@ -38,6 +57,7 @@ class WriteResult:
     updated: int = 0
     deleted: int = 0
     version: int | None = None
+    attempts: int = 1  # commits tried; more than 1 means concurrent writers were retried over
 
     @property
     def changed(self) -> bool:
@@ -50,6 +70,7 @@ class TableInfo:
     rows: int
     version: int
     uri: str
+    published: int | None = None  # the version readers see, when the table has been published
 
 
 def sql_literal(value: object) -> str:
@@ -75,7 +96,9 @@ class Lakehouse:
         self.config = config
         self.root = config.root
         self._lancedb: Any = None
-        self._lancedb_tables: dict[str, Any] = {}
+        self._lancedb_tables: dict[tuple[str, bool], Any] = {}
+        self._lancedb_pins: dict[str, int | None] = {}  # reader handles checked out at a version
+        self._publication: tuple[lance.LanceDataset, dict[str, int]] | None = None
         if config.is_local:
             os.makedirs(self.root, exist_ok=True)
 
@@ -142,22 +165,39 @@ class Lakehouse:
             return ds
 
     def _evolve(self, name: str, ds: lance.LanceDataset, schema: pa.Schema) -> lance.LanceDataset:
-        """Add (as nulls) the columns a newer version of the code expects; never drop any."""
-        missing = [f for f in schema if f.name not in ds.schema.names]
-        if not missing:
+        """Add (as nulls) the columns a newer version of the code expects; never drop any.
+
+        Writers racing to add the same columns conflict (measured on lance 14: the losers get a
+        retryable conflict, or "already exists"); each re-reads the latest schema and adds only
+        what is still missing, under a lock on local roots."""
+        if all(f.name in ds.schema.names for f in schema):
             return ds
-        try:
-            ds.add_columns(missing)
-        except OSError as exc:  # another writer added them first
-            if "already exists" not in str(exc) and "duplicate" not in str(exc).lower():
-                raise
+        from lakehouse.locks import lakehouse_lock
+
+        with lakehouse_lock(self, f"schema-{name}"):
+
+            def add_missing() -> None:
+                latest = self.dataset(name)
+                missing = [f for f in schema if f.name not in latest.schema.names]
+                if missing:
+                    try:
+                        latest.add_columns(missing)
+                    except OSError as exc:
+                        if "already exists" not in str(exc):
+                            raise
+
+            commit_with_retry(name, add_missing)
         return self.dataset(name)
 
-    def lancedb_table(self, name: str) -> Any:
-        """A LanceDB handle on a table (for search), or None if it does not exist. Handles are
-        cached and re-check the table version on every read, so writes made by other
+    def lancedb_table(self, name: str, *, latest: bool = False) -> Any:
+        """A LanceDB handle on a table, or None if it does not exist.
+
+        By default the handle readers use (search): at the table's published version, re-checked
+        on every call. ``latest=True`` gives the handle writers use (index builds), which follows
+        the latest version and re-checks it on every read. Either way writes made by other
         processes are seen."""
-        if name not in self._lancedb_tables:
+        key = (name, latest)
+        if key not in self._lancedb_tables:
             if not self.exists(name):
                 return None
             if self._lancedb is None:
@@ -170,35 +210,110 @@ class Lakehouse:
                     read_consistency_interval=dt.timedelta(0),
                     storage_options=self.config.storage_options or None,
                 )
-            self._lancedb_tables[name] = self._lancedb.open_table(name)
-        return self._lancedb_tables[name]
+            self._lancedb_tables[key] = self._lancedb.open_table(name)
+        table = self._lancedb_tables[key]
+        if not latest:
+            published = self.published_version(name)
+            newest = self.dataset(name).version
+            pinned = published if published is not None and published != newest else None
+            if pinned != self._lancedb_pins.get(name):
+                if pinned is None:
+                    table.checkout_latest()
+                else:
+                    table.checkout(pinned)
+                self._lancedb_pins[name] = pinned
+        return table
 
     def exists(self, name: str) -> bool:
         return self.dataset(name) is not None
 
     def table_names(self) -> list[str]:
-        """Tables that exist under the root, known ones first."""
+        """Tables that exist under the root, known ones first (internal ``_`` datasets, such as
+        the publication record, are not tables)."""
         names = [n for n in [*schemas.TABLES, *schemas.DYNAMIC_TABLES] if self.exists(n)]
         if self.config.is_local and os.path.isdir(self.root):
             extra = sorted(
                 e[: -len(".lance")]
                 for e in os.listdir(self.root)
-                if e.endswith(".lance") and e[: -len(".lance")] not in names
+                if e.endswith(".lance")
+                and not e.startswith("_")
+                and e[: -len(".lance")] not in names
             )
             names.extend(extra)
         return names
 
     def info(self) -> list[TableInfo]:
         out = []
+        publication = self.publication()
         for name in self.table_names():
             ds = self.dataset(name)
             if ds is not None:
-                out.append(TableInfo(name, ds.count_rows(), ds.version, self.table_uri(name)))
+                out.append(
+                    TableInfo(
+                        name,
+                        ds.count_rows(),
+                        ds.version,
+                        self.table_uri(name),
+                        publication.get(name),
+                    )
+                )
         return out
 
     def versions(self) -> dict[str, int]:
         """The current version of every existing table."""
         return {t.name: t.version for t in self.info()}
+
+    # -- the reading path: which version of each table readers see --------------------------
+    # Writers (the ingest and embedding stages and their checks) work on a table's latest
+    # version. Readers (SQL sessions, search, subsets, exports) see its *published* version,
+    # named by the publication record: one row in the internal `_publication` dataset mapping
+    # every pipeline table to a version, replaced in a single commit by lakehouse.publish only
+    # after the blocking checks passed on exactly those versions — so readers switch from one
+    # checked snapshot to the next all at once, never seeing some tables new and others old. A
+    # table the record does not name (never published, or written only through upsert/sync,
+    # e.g. subsets) reads at its latest version, so the embedded default needs no extra step.
+    # Every reader goes through published_dataset / lancedb_table.
+    def publication(self) -> dict[str, int]:
+        """The published version of every published table (empty before any publication)."""
+        import json
+
+        # The record is read once per version of it: a search asks for it on every query, and
+        # checking the latest version of an open dataset costs far less than opening it again.
+        cached = self._publication
+        try:
+            if cached is not None:
+                latest = cached[0].latest_version
+                if latest == cached[0].version:
+                    return dict(cached[1])
+                ds = cached[0].checkout_version(latest)
+            else:
+                ds = self.dataset(PUBLICATION)
+        except (OSError, ValueError):  # the root was replaced under us: open it afresh
+            ds = self.dataset(PUBLICATION)
+        if ds is None:
+            self._publication = None
+            return {}
+        rows = ds.to_table(columns=["versions_json"]).column("versions_json").to_pylist()
+        versions = {k: int(v) for k, v in json.loads(rows[0]).items()} if rows else {}
+        self._publication = (ds, versions)
+        return dict(versions)
+
+    def published_version(self, name: str) -> int | None:
+        """The version of ``name`` readers see; None if it was never published."""
+        return self.publication().get(name)
+
+    def published_dataset(
+        self, name: str, publication: Mapping[str, int] | None = None
+    ) -> lance.LanceDataset | None:
+        """The table as readers see it: at its published version, else at its latest. Pass
+        ``publication`` (from :meth:`publication`) to open several tables of one snapshot."""
+        ds = self.dataset(name)
+        if ds is None:
+            return None
+        version = (self.publication() if publication is None else publication).get(name)
+        if version is None or version == ds.version:
+            return ds
+        return ds.checkout_version(version)
 
     # -- reads --------------------------------------------------------------------------
     def read(
@@ -247,16 +362,22 @@ class Lakehouse:
         data = self.to_arrow(name, rows, schema)
         if data.num_rows == 0:
             return WriteResult(name)
-        ds = self.ensure(name, data.schema)
-        builder = ds.merge_insert(schemas.primary_key(data.schema))
-        if update:
-            builder = builder.when_matched_update_all()
-        stats = _execute(builder.when_not_matched_insert_all(), data)
+        self.ensure(name, data.schema)
+        key = schemas.primary_key(data.schema)
+
+        def merge() -> dict[str, int]:
+            builder = self.dataset(name).merge_insert(key)
+            if update:
+                builder = builder.when_matched_update_all()
+            return _merge(builder.when_not_matched_insert_all(), data)
+
+        stats = commit_with_retry(name, merge)
         return WriteResult(
             name,
             inserted=stats["num_inserted_rows"],
             updated=stats["num_updated_rows"],
             version=self.dataset(name).version,
+            attempts=stats["attempts"],
         )
 
     def sync(
@@ -303,18 +424,25 @@ class Lakehouse:
         if not wanted and not stale:
             return WriteResult(name, version=ds.version)
         source = data.take(wanted) if wanted else schema.empty_table()
-        builder = ds.merge_insert(key).when_matched_update_all().when_not_matched_insert_all()
-        if stale:
-            builder = builder.when_not_matched_by_source_delete(
-                f"({scope}) AND {in_list(key, stale)}"
-            )
-        stats = _execute(builder, source)
+
+        def merge() -> dict[str, int]:
+            # a retry merges the same rows into the latest version: keys are matched again there
+            builder = self.dataset(name).merge_insert(key)
+            builder = builder.when_matched_update_all().when_not_matched_insert_all()
+            if stale:
+                builder = builder.when_not_matched_by_source_delete(
+                    f"({scope}) AND {in_list(key, stale)}"
+                )
+            return _merge(builder, source)
+
+        stats = commit_with_retry(name, merge)
         return WriteResult(
             name,
             inserted=stats["num_inserted_rows"],
             updated=stats["num_updated_rows"],
             deleted=stats["num_deleted_rows"],
             version=self.dataset(name).version,
+            attempts=stats["attempts"],
         )
 
     # -- conveniences ----------------------------------------------------------------
@@ -343,10 +471,19 @@ class Lakehouse:
         return run_stages(self, src, run_id=run_id)
 
     def search(self, text: str | None = None, **kwargs: Any) -> pa.Table:
-        """Semantic search over clips; see :func:`lakehouse.search.search`."""
+        """Semantic search over clips; see :func:`lakehouse.search.search`. The published
+        vector tables it reads are leased for the search, so cleanup keeps them."""
+        from lakehouse.readers import reading
         from lakehouse.search import search
 
-        return search(self, text, **kwargs)
+        versions = {}
+        publication = self.publication()
+        for name in schemas.DYNAMIC_TABLES:
+            ds = self.published_dataset(name, publication)
+            if ds is not None:
+                versions[name] = ds.version
+        with reading(self, versions):
+            return search(self, text, **kwargs)
 
     def contact_sheet(self, clips: Any, **kwargs: Any) -> Any:
         """The keyframes of ``clips`` (search hits, or any table with ``clip_id``) on one
@@ -375,43 +512,126 @@ class Lakehouse:
         return export_subset(self, name, fmt=fmt, out=out, **kwargs)
 
     def cleanup(self, older_than_s: float = 7 * 86400) -> dict[str, int]:
-        """Delete table versions older than ``older_than_s`` seconds, except tagged ones (the
-        versions subsets pin) and each table's latest. Returns bytes removed per table."""
+        """Delete table versions older than ``older_than_s`` seconds, except each table's latest
+        and published versions, tagged ones (the versions subsets pin) and the versions running
+        readers hold (:mod:`lakehouse.readers`). Returns bytes removed per table."""
         import datetime as dt
 
+        from lakehouse.locks import lakehouse_lock
+        from lakehouse.readers import CLEANUP_LOCK, held_versions
+
         removed: dict[str, int] = {}
-        for name in self.table_names():
-            ds = self.dataset(name)
-            if ds is None:
-                continue
-            stats = ds.cleanup_old_versions(
-                older_than=dt.timedelta(seconds=older_than_s), error_if_tagged_old_versions=False
-            )
-            removed[name] = stats.bytes_removed
+        with lakehouse_lock(self, CLEANUP_LOCK):
+            held = held_versions(self)
+            publication = self.publication()
+            cutoff = dt.datetime.now() - dt.timedelta(seconds=older_than_s)
+            for name in self.table_names():
+                ds = self.dataset(name)
+                if ds is None:
+                    continue
+                tagged = {int(t["version"]) for t in ds.tags.list().values()}
+                keep = tagged | held.get(name, set()) | {ds.version}
+                if name in publication:
+                    keep.add(publication[name])
+                old = [
+                    v["version"]
+                    for v in ds.versions()
+                    if v["timestamp"] < cutoff and v["version"] not in keep
+                ]
+                if not old:
+                    removed[name] = 0
+                    continue
+                stats = ds.cleanup_old_versions(versions=old, error_if_tagged_old_versions=False)
+                removed[name] = stats.bytes_removed
         return removed
 
     def delete(self, name: str, predicate: str) -> int:
+        """Delete the rows matching ``predicate``; returns how many went."""
         ds = self.dataset(name)
         if ds is None:
             return 0
-        before = ds.count_rows()
-        ds.delete(predicate)
-        return before - self.dataset(name).count_rows()
+        matching = ds.count_rows(filter=predicate)
+        if matching:
+            commit_with_retry(name, lambda: self.dataset(name).delete(predicate))
+        return matching
 
 
-def _execute(builder: Any, data: pa.Table) -> dict[str, int]:
-    # Lance retries optimistic-concurrency conflicts itself; a transient I/O error gets a few
-    # more tries with backoff before the step fails loudly.
-    delay = 0.2
-    for attempt in range(4):
+# -- commits -----------------------------------------------------------------------------------
+RETRYABLE_CONFLICTS = (
+    "retryable commit conflict",
+    "preempted by concurrent transaction",
+    "too many concurrent writers",
+)
+INCOMPATIBLE_CONFLICTS = ("incompatible transaction",)
+COMMIT_ATTEMPTS = 8
+BACKOFF_S = 0.05
+BACKOFF_MAX_S = 3.0
+
+
+def conflict_kind(exc: BaseException) -> str | None:
+    """``"retryable"``, ``"incompatible"`` or None (not a commit conflict) for a Lance error."""
+    from lance.commit import CommitConflictError
+
+    text = str(exc).lower()
+    if any(m in text for m in INCOMPATIBLE_CONFLICTS):
+        return "incompatible"
+    if isinstance(exc, CommitConflictError) or any(m in text for m in RETRYABLE_CONFLICTS):
+        return "retryable"
+    return None
+
+
+def commit_with_retry(
+    table: str, attempt: Callable[[], T], *, attempts: int = COMMIT_ATTEMPTS
+) -> T:
+    """Run one commit; ``attempt`` must start from the table's latest version every time.
+
+    A retryable conflict (another writer committed first and Lance could not rebase over it) is
+    retried after a jittered exponential backoff (0.05 s, 0.1 s, … capped at 3 s). An incompatible
+    one — the table was overwritten or restored meanwhile — raises WriteConflictError at once:
+    applying the step on top of such a change would silently undo or mix it. Merge statistics
+    (a dict result) gain ``attempts``.
+    """
+    delay = BACKOFF_S
+    for n in range(1, attempts + 1):
         try:
-            return builder.execute(data)
-        except OSError as exc:
-            if attempt == 3 or "conflict" not in str(exc).lower():
+            result = attempt()
+        except (OSError, RuntimeError) as exc:  # lancedb reports lance errors as RuntimeError
+            kind = conflict_kind(exc)
+            if kind is None:
                 raise
-            time.sleep(delay)
-            delay *= 2
+            detail = str(exc).split(", /")[0].strip()
+            if kind == "incompatible":
+                raise WriteConflictError(
+                    f"Table {table} was changed incompatibly by another writer while this step "
+                    f"wrote it ({detail}); nothing was committed: check who overwrote or restored "
+                    "it, then re-run the step."
+                ) from None
+            if n == attempts:
+                raise WriteConflictError(
+                    f"Table {table} still conflicted with concurrent writers after {attempts} "
+                    f"attempts ({detail}); nothing was committed: re-run the step."
+                ) from None
+            pause = delay * (0.5 + random.random())
+            log.info(
+                "commit conflict on %s (attempt %d/%d); retrying in %.2f s",
+                table,
+                n,
+                attempts,
+                pause,
+            )
+            time.sleep(pause)
+            delay = min(delay * 2, BACKOFF_MAX_S)
+        else:
+            if isinstance(result, dict):
+                result["attempts"] = n
+            return result
     raise AssertionError("unreachable")
+
+
+def _merge(builder: Any, data: pa.Table) -> dict[str, int]:
+    # Lance's own retry loop is switched off so that every conflict comes back here, where it is
+    # retried with backoff from the latest version (and counted): the outcome is the same.
+    return dict(builder.conflict_retries(0).execute(data))
 
 
 def _clean_row(row: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any]:

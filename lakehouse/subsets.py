@@ -7,6 +7,14 @@ the model ids behind any semantic predicate, row count) and ``subset_clips`` one
 Each table version read is tagged ``subset-<name>-v<version>`` in its Lance dataset, so cleanup
 cannot remove it and :func:`reproduce_subset` re-runs the recorded SQL against exactly those
 versions, months later, after the tables have moved on.
+
+Version numbers are claimed, not just counted: the next number is taken by inserting a pending
+``subsets`` row (``clips_hash`` null) through an insert-only merge on its primary key, so of two
+writers racing for ``NAME@N`` exactly one gets it and the other moves on to ``N+1`` — on an
+object store too, where no file lock exists. The member rows follow, then the completed row,
+which is the commit marker readers go by (pending rows are invisible to them). A retry of the
+same run (``run_id``) finds its completed version and returns it, or resumes its pending claim,
+so a commit that landed before a crash is never recorded twice.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ if TYPE_CHECKING:
 
 SUBSETS = "subsets"
 SUBSET_CLIPS = "subset_clips"
+COMPLETE = "clips_hash IS NOT NULL"  # a pending claim has no clips hash yet
 
 
 class SubsetNotFoundError(LakehouseError, LookupError):
@@ -276,11 +285,18 @@ def materialize_subset(
     *,
     run_id: str | None = None,
 ) -> SubsetVersion:
-    """Evaluate the subset file ``name`` and record it as the next version, its inputs pinned."""
+    """Evaluate the subset file ``name`` and record it as the next version, its inputs pinned.
+
+    With a ``run_id`` (Dagster passes its run's), a retry of a run whose version was already
+    recorded returns that version instead of recording a second one."""
     definition = get_subset(lh.config, name)
+    if run_id:
+        done = _versions_of_run(lh, name, run_id, complete=True)
+        if done:
+            return get_version(lh, name, max(done))
     evaluation = evaluate(lh, definition, params)
     with lakehouse_lock(lh, SUBSETS):
-        version = latest_version(lh, name) + 1
+        version = _claim_version(lh, name, run_id)
         tag = f"subset-{name}-v{version}"
         for table, table_version in evaluation.table_versions.items():
             if table_version:
@@ -304,10 +320,46 @@ def materialize_subset(
             run_id=run_id,
             clip_ids=evaluation.clip_ids,
         )
-        # the member rows first: the subsets row is the commit marker readers go by
-        lh.upsert(SUBSET_CLIPS, _member_rows(record, evaluation))
+        # the member rows first (exactly these: a resumed claim may have left others), then the
+        # completed subsets row, the commit marker readers go by
+        scope = f"name = {sql_literal(name)} AND version = {int(version)}"
+        lh.sync(SUBSET_CLIPS, _member_rows(record, evaluation), scope=scope)
         lh.upsert(SUBSETS, [_record_row(record)])
     return record
+
+
+def _claim_version(lh: Lakehouse, name: str, run_id: str | None) -> int:
+    """Take the next free version number of ``name`` (or resume this run's pending claim)."""
+    import uuid
+
+    if run_id:
+        pending = _versions_of_run(lh, name, run_id, complete=False)
+        if pending:
+            return max(pending)
+    token = run_id or f"claim-{uuid.uuid4().hex}"
+    rows = lh.read(SUBSETS, columns=["version"], filter=f"name = {sql_literal(name)}")
+    version = max(rows.column("version").to_pylist(), default=0) + 1
+    while True:
+        claim = {
+            "subset_version_id": f"{name}@{version}",
+            "name": name,
+            "version": version,
+            "created_at": dt.datetime.now(dt.UTC),
+            "run_id": token,
+        }
+        if lh.upsert(SUBSETS, [claim], update=False).inserted == 1:
+            return version
+        version += 1  # another writer claimed it first
+
+
+def _versions_of_run(lh: Lakehouse, name: str, run_id: str, *, complete: bool) -> list[int]:
+    state = COMPLETE if complete else f"NOT ({COMPLETE})"
+    rows = lh.read(
+        SUBSETS,
+        columns=["version"],
+        filter=f"name = {sql_literal(name)} AND run_id = {sql_literal(run_id)} AND {state}",
+    )
+    return rows.column("version").to_pylist()
 
 
 def _pin(lh: Lakehouse, table: str, version: int, tag: str) -> None:
@@ -360,7 +412,9 @@ def _record_row(record: SubsetVersion) -> dict[str, Any]:
 
 
 def latest_version(lh: Lakehouse, name: str) -> int:
-    versions = lh.read(SUBSETS, columns=["version"], filter=f"name = {sql_literal(name)}")
+    versions = lh.read(
+        SUBSETS, columns=["version"], filter=f"name = {sql_literal(name)} AND {COMPLETE}"
+    )
     values = versions.column("version").to_pylist()
     return max(values) if values else 0
 
@@ -374,7 +428,9 @@ def get_version(lh: Lakehouse, name: str, version: int | None = None) -> SubsetV
             f"{name}`."
         )
     version = latest if version is None else version
-    rows = lh.read(SUBSETS, filter=f"subset_version_id = {sql_literal(f'{name}@{version}')}")
+    rows = lh.read(
+        SUBSETS, filter=f"subset_version_id = {sql_literal(f'{name}@{version}')} AND {COMPLETE}"
+    )
     if rows.num_rows == 0:
         raise SubsetNotFoundError(
             f"Subset {name} has no version {version}; its versions are 1 to {latest}."
@@ -417,7 +473,7 @@ def list_subsets(lh: Lakehouse) -> list[dict[str, Any]]:
     files = find_subsets(lh.config)
     recorded: dict[str, list[dict[str, Any]]] = defaultdict(list)
     columns = ["name", "version", "row_count", "created_at", "sql_hash"]
-    for row in lh.read(SUBSETS, columns=columns).to_pylist():
+    for row in lh.read(SUBSETS, columns=columns, filter=COMPLETE).to_pylist():
         recorded[row["name"]].append(row)
     out = []
     for name in sorted(set(files) | set(recorded)):
@@ -443,7 +499,7 @@ def versions_of(lh: Lakehouse, name: str) -> list[dict[str, Any]]:
     rows = lh.read(
         SUBSETS,
         columns=["version", "row_count", "created_at", "sql_hash", "params_json", "clips_hash"],
-        filter=f"name = {sql_literal(name)}",
+        filter=f"name = {sql_literal(name)} AND {COMPLETE}",
     ).to_pylist()
     return sorted(rows, key=lambda r: r["version"])
 

@@ -255,3 +255,109 @@ def write_damaged(good: str | os.PathLike[str], path: str | os.PathLike[str], se
 
 def write_text_as_video(path: str | os.PathLike[str]) -> None:
     Path(path).write_text("These are meeting notes, not a video.\n" * 20)
+
+
+def write_without_index(good: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
+    """A copy of a good MP4 without its index (the top-level ``moov`` box): every byte of media
+    is there, but nothing says where a frame starts ("moov atom not found")."""
+    data = Path(good).read_bytes()
+    out, at = bytearray(), 0
+    while at + 8 <= len(data):
+        size = int.from_bytes(data[at : at + 4], "big") or len(data) - at
+        if data[at + 4 : at + 8] != b"moov":
+            out += data[at : at + size]
+        at += size
+    Path(path).write_bytes(bytes(out))
+
+
+def write_concealed_damage(good: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
+    """A copy of a good video with the slice data of three frames scrambled, but every header
+    intact: the decoder conceals the damage and returns every frame without raising, logging
+    errors ("error while decoding MB …") — only its log tells."""
+    import av
+
+    with av.open(os.fspath(good)) as container:
+        packets = [(p.pos, p.size) for p in container.demux(video=0) if p.size and p.pos]
+    data = bytearray(Path(good).read_bytes())
+    rng = np.random.default_rng(0)
+    for pos, size in packets[len(packets) // 3 :][:3]:
+        start, end = pos + min(40, size // 3), pos + size - 8
+        data[start:end] = rng.integers(0, 256, max(0, end - start), dtype=np.uint8).tobytes()
+    Path(path).write_bytes(bytes(data))
+
+
+def write_vfr(path: str | os.PathLike[str], seconds: float = 3.0, seed: int = 4) -> int:
+    """A variable-frame-rate MP4: frames 1/30 s apart, then 1/5 s apart, alternating each
+    second. Returns the number of frames."""
+    import av
+
+    rng = np.random.default_rng(seed)
+    w, h = 160, 120
+    bg = _background(h, w, 1, rng)
+    out = av.open(os.fspath(path), "w", format="mp4")
+    stream = out.add_stream("libx264", rate=30)
+    stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+    stream.codec_context.time_base = __import__("fractions").Fraction(1, 1000)
+    stream.options = {"preset": "ultrafast", "threads": "1"}
+    t, count = 0.0, 0
+    while t < seconds:
+        frame = av.VideoFrame.from_ndarray(
+            ego_frame(t, h, w, bg, Scene("ego", seconds), seed), format="rgb24"
+        )
+        frame.pts = round(t * 1000)
+        frame.time_base = stream.codec_context.time_base
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        count += 1
+        t += 1 / 30 if int(t) % 2 == 0 else 1 / 5
+    for packet in stream.encode():
+        out.mux(packet)
+    out.close()
+    return count
+
+
+def write_huge(path: str | os.PathLike[str], size: tuple[int, int] = (8192, 8192)) -> None:
+    """Two black frames at a very large resolution: a few hundred KB on disk, hundreds of MB of
+    decoded frames (what the per-file memory limit is for)."""
+    import av
+
+    w, h = size
+    out = av.open(os.fspath(path), "w", format="mp4")
+    stream = out.add_stream("libx264", rate=5)
+    stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+    stream.options = {"preset": "ultrafast", "threads": "1"}
+    frame = av.VideoFrame(w, h, "yuv420p")
+    for plane in frame.planes:
+        plane.update(bytes(plane.buffer_size))
+    for i in range(2):
+        frame.pts = i
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode():
+        out.mux(packet)
+    out.close()
+
+
+def write_long(
+    good: str | os.PathLike[str], path: str | os.PathLike[str], repeats: int = 500
+) -> float:
+    """``good`` played ``repeats`` times in a row, by copying its packets (nothing re-encoded, so
+    an hour of video is written in a second). Returns the duration in seconds."""
+    import av
+
+    with av.open(os.fspath(good)) as source:
+        vs = source.streams.video[0]
+        packets = [p for p in source.demux(vs) if p.size]
+        step = max(p.pts + (p.duration or 1) for p in packets) - min(p.pts for p in packets)
+        out = av.open(os.fspath(path), "w", format="mp4")
+        stream = out.add_stream_from_template(vs)
+        for n in range(repeats):
+            for packet in packets:
+                packet.stream = stream
+                shift = n * step
+                pts, dts = packet.pts, packet.dts
+                packet.pts, packet.dts = pts + shift, (dts + shift if dts is not None else None)
+                out.mux(packet)
+                packet.pts, packet.dts = pts, dts
+        out.close()
+        return float(step * repeats * vs.time_base)

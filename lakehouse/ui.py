@@ -3,6 +3,8 @@
 The UI binds 127.0.0.1 only. Anyone who can reach its port can launch runs (materialize, wipe
 assets' history) without logging in: do not expose it on a shared network; tunnel to it (e.g.
 ``ssh -L 3000:127.0.0.1:3000 host``) and use ``--read-only`` where you only need to look.
+Web pages the user visits are kept out by :mod:`lakehouse.ui_guard`, which serves the webserver
+behind a Host/Origin check (DNS rebinding, cross-site requests and WebSockets are refused).
 """
 
 from __future__ import annotations
@@ -34,7 +36,12 @@ def _tool(name: str) -> str:
 
 
 def ui_command(
-    config: Config, *, port: int, read_only: bool, config_file: str | None = None
+    config: Config,
+    *,
+    port: int,
+    read_only: bool,
+    config_file: str | None = None,
+    allow_hosts: tuple[str, ...] = (),
 ) -> tuple[list[str], dict[str, str]]:
     """The command line and environment that serve the UI for ``config``'s lakehouse."""
     if not 1 <= port <= 65535:
@@ -48,11 +55,11 @@ def ui_command(
     env.update({"LAKEHOUSE_ROOT": config.root, "DAGSTER_HOME": str(home)})
     if config_file:
         env["LAKEHOUSE_CONFIG"] = os.path.abspath(config_file)
-    if read_only:
-        argv = [_tool("dagster-webserver"), "-m", "dagster_defs", "-h", HOST, "-p", str(port)]
-        argv.append("--read-only")
-    else:
-        argv = [_tool("dagster"), "dev", "-m", "dagster_defs", "-h", HOST, "-p", str(port)]
+    _tool("dagster-webserver")  # a clear error when the UI is not installed
+    argv = [sys.executable, "-m", "lakehouse.ui_guard", "-m", "dagster_defs"]
+    argv += ["-h", HOST, "-p", str(port), *(["--read-only"] if read_only else [])]
+    for name in allow_hosts:
+        argv += ["--allow-host", name]
     return argv, env
 
 
@@ -62,10 +69,13 @@ def run_ui(
     port: int = 3000,
     read_only: bool = False,
     config_file: str | None = None,
+    allow_hosts: tuple[str, ...] = (),
     echo: object = print,
 ) -> int:
     """Serve the UI until interrupted; returns the server's exit status."""
-    argv, env = ui_command(config, port=port, read_only=read_only, config_file=config_file)
+    argv, env = ui_command(
+        config, port=port, read_only=read_only, config_file=config_file, allow_hosts=allow_hosts
+    )
     mode = "read-only" if read_only else "full (runs can be launched)"
     echo(f"Dagster UI for {config.root}: http://{HOST}:{port}  [{mode}]  (Ctrl-C stops it)")
     process = subprocess.Popen(argv, env=env, start_new_session=True)

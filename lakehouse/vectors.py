@@ -13,7 +13,8 @@ How a query runs depends on how many rows its filter leaves (``search`` settings
   more partitions, and the 1-bit RaBitQ ranking needs more refinement, the fewer rows pass, so
   ``nprobes`` and ``refine_factor`` grow with 1/√selectivity (see bench/README.md).
 
-Every query reads the table's latest version (writes by other processes are seen), through one
+Every query reads the table's published version (see ``lakehouse.publish``; the latest one for a
+table never published), so a write by another process is seen once its checks pass, through one
 Lance dataset per table that is checked out at the new version rather than reopened, which keeps
 Lance's index cache warm (reopening costs ~40 ms a query on a 1M-row index). Facts that change
 only with the version — row count, the index, filter counts, whether every row has the queried
@@ -75,10 +76,11 @@ class _Version:
     rows: int
     indexed: bool
     counts: OrderedDict[str, int] = field(default_factory=OrderedDict)
+    parses: OrderedDict[str, bool] = field(default_factory=OrderedDict)
 
 
 class VectorTable:
-    """One vector table of a lakehouse, queried at its latest version."""
+    """One vector table of a lakehouse, queried at its published version."""
 
     def __init__(self, lh: Lakehouse, name: str):
         self.lh = lh
@@ -90,7 +92,7 @@ class VectorTable:
 
     # -- the current version ----------------------------------------------------------------
     def current(self) -> _Version:
-        """The table at its latest version (reloaded only when the version changed)."""
+        """The table at its published version (reloaded only when that version changed)."""
         try:
             return self._checkout()
         except (OSError, ValueError):  # the table was dropped and made again: start over
@@ -106,7 +108,9 @@ class VectorTable:
                     f"There is no {self.name} table yet; ingest a source "
                     "(or run `lakehouse embed`) first."
                 )
-        latest = self._ds.latest_version
+        latest = self.lh.publication().get(self.name)  # what readers see: the published one
+        if latest is None:  # never published (a table written outside the pipeline): the newest
+            latest = self._ds.latest_version
         if self._current is None or self._current.version != latest:
             ds = self._ds if self._ds.version == latest else self._ds.checkout_version(latest)
             self._ds = ds
@@ -115,6 +119,21 @@ class VectorTable:
             for key in [k for k in self._blocks if k[0] != latest]:
                 del self._blocks[key]
         return self._current
+
+    def accepts(self, expression: str) -> bool:
+        """Whether Lance reads the filter ``expression`` over this table (cached per version:
+        the answer depends on the text and the table's schema only)."""
+        version = self.current()
+        if expression not in version.parses:
+            try:
+                version.ds.scanner(filter=expression, columns=["clip_id"], limit=1).explain_plan()
+                ok = True
+            except Exception:  # a parse or type error inside Lance, whatever its class
+                ok = False
+            version.parses[expression] = ok
+            if len(version.parses) > COUNT_CACHE_SIZE:
+                version.parses.popitem(last=False)
+        return version.parses[expression]
 
     def count(self, version: _Version, expression: str | None) -> int:
         if not expression:

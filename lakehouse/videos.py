@@ -58,6 +58,7 @@ def ingest_videos(
             "scene_threshold": settings.scene_threshold,
             "scene_sample_fps": settings.scene_sample_fps,
             "max_decode_errors": settings.max_decode_errors,
+            "memory_mb": settings.worker_memory_mb,
         }
         todo.append((cand, payload))
 
@@ -119,12 +120,17 @@ def ingest_videos(
 
 
 def _add(rows: dict[str, dict[str, Any]], row: dict[str, Any], names: list[str]) -> None:
-    """Keep one row per content hash; every other name it was found under is an alias."""
+    """Keep one row per content hash, named by its first name in sort order whatever order the
+    workers finished in; every other name it was found under is an alias."""
     vid = row["video_id"]
-    target = rows.setdefault(vid, row)
-    aliases = set(target.get("aliases") or [])
-    aliases.update(n for n in names if n != target["relpath"])
-    target["aliases"] = sorted(aliases)
+    current = rows.get(vid)
+    names = [*names, *(row.get("aliases") or [])]
+    if current is not None:
+        names += [current["relpath"], *(current.get("aliases") or [])]
+        if current["relpath"] < row["relpath"]:
+            row = current
+    rows[vid] = row
+    row["aliases"] = sorted({n for n in names if n != row["relpath"]})
 
 
 def _owned_by_other_sources(lh: Lakehouse, source: Source, video_ids: list[str]) -> set[str]:

@@ -101,6 +101,9 @@ def test_switching_models_keeps_old_vectors_and_backfills(
     lh2 = Lakehouse(tuned)
     result = embed_clips(lh2, source, run_id="r2")
     assert result.details["embedded"] == 2
+    from lakehouse.publish import publish
+
+    publish(lh2)  # a stage function writes; readers see its rows once they are published
     models = lh2.sql("select model_id, count(*) as n from clip_embeddings group by 1").to_pylist()
     assert len(models) == 2 and all(m["n"] == 2 for m in models)
     assert embed_clips(lh2, source, run_id="r3").details["embedded"] == 0

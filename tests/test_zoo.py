@@ -3,11 +3,14 @@ ingested, nothing hangs, and re-running changes nothing."""
 
 import os
 import shutil
+import time
+from pathlib import Path
 
 import pytest
 
 from lakehouse import quarantine as q
 from lakehouse import synth
+from lakehouse.store import Lakehouse
 from lakehouse.synth import Scene
 
 
@@ -119,3 +122,166 @@ def test_adding_files_adds_only_them(lh, tmp_path, synthetic_videos):
     assert ids_before < ids_after
     new_clips = lh.read("clips", filter="uri LIKE '%b.mp4'").to_pylist()
     assert {c["segmentation"] for c in new_clips} == {"scene_cut"} and len(new_clips) == 3
+
+
+# -- the hard zoo: damage that hides, resource bombs, hostile names and file kinds ----------
+
+
+@pytest.fixture
+def hard_zoo(tmp_path, synthetic_videos):
+    folder = tmp_path / "hard"
+    folder.mkdir()
+    ego = synthetic_videos["ego"]
+    shutil.copy(ego, folder / "ego.mp4")
+    os.link(folder / "ego.mp4", folder / "ego_hardlink.mp4")  # same file: an alias
+    frames = synth.write_vfr(folder / "vfr.mp4")
+    shutil.copy(synthetic_videos["exo"], folder / "café clip ☕.mp4")
+    synth.write_video(folder / "two\nlines.mp4", [Scene("exo", 1, 2)], seed=21)
+    shutil.copy(synthetic_videos["cuts"], folder / "really_a_video.txt")  # wrong extension
+    (folder / "folder.mp4").mkdir()  # a folder with a video's name: walked into
+    synth.write_video(folder / "folder.mp4" / "inside.mp4", [Scene("ego", 1, 1)], seed=22)
+    synth.write_without_index(ego, folder / "no_moov.mp4")
+    synth.write_concealed_damage(ego, folder / "concealed.mp4")
+    synth.write_huge(folder / "huge_8k.mp4")
+    synth.write_long(ego, folder / "long.mp4", repeats=800)  # 40 min, 36000 frames
+    Path(folder / "header_only.mp4").write_bytes(Path(ego).read_bytes()[:64])
+    Path(folder / "playlist.mp4").write_text("#EXTM3U\n#EXTINF:1,\nfile:///etc/passwd\n")
+    Path(folder / "pickle.mp4").write_bytes(b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00")
+    os.symlink("/dev/zero", folder / "zero.mp4")
+    os.mkfifo(folder / "fifo.mkv")
+    return folder, frames
+
+
+HARD_EXPECTED = {
+    "no_moov.mp4": q.UNREADABLE_CONTAINER,
+    "concealed.mp4": q.DECODE_ERROR,
+    "huge_8k.mp4": q.MEMORY_LIMIT,
+    "long.mp4": q.TIMEOUT,
+    "header_only.mp4": q.UNREADABLE_CONTAINER,
+    "playlist.mp4": q.NOT_A_VIDEO,
+    "pickle.mp4": q.NOT_A_VIDEO,
+    "zero.mp4": q.NOT_REGULAR_FILE,
+    "fifo.mkv": q.NOT_REGULAR_FILE,
+}
+
+
+@pytest.mark.slow
+def test_hard_zoo_hidden_damage_and_resource_bombs_are_quarantined(config, hard_zoo):
+    import dataclasses
+
+    folder, vfr_frames = hard_zoo
+    # per-file limits sized for small clips: 1200 MB of memory, 10 s of time
+    limits = dataclasses.replace(config.ingest, worker_memory_mb=1200, probe_timeout_s=10)
+    lh = Lakehouse(dataclasses.replace(config, ingest=limits))
+    began = time.monotonic()
+    lh.ingest(folder, source="hard")
+    assert time.monotonic() - began < 120  # nothing hung
+    rows = lh.read("quarantine").to_pylist()
+    quarantined = {os.path.basename(r["input_uri"]): r for r in rows}
+    assert {k: v["reason_code"] for k, v in quarantined.items()} == HARD_EXPECTED
+    assert "error" in quarantined["concealed.mp4"]["message"]  # found in FFmpeg's log
+    assert "worker_memory_mb" in quarantined["huge_8k.mp4"]["message"]
+    assert "time limit" in quarantined["long.mp4"]["message"]
+    videos = {v["relpath"]: v for v in lh.read("videos").to_pylist()}
+    assert sorted(videos) == [
+        "café clip ☕.mp4",
+        "ego.mp4",
+        "folder.mp4/inside.mp4",
+        "really_a_video.txt",
+        "two\nlines.mp4",
+        "vfr.mp4",
+    ]
+    assert videos["ego.mp4"]["aliases"] == ["ego_hardlink.mp4"]
+    assert videos["vfr.mp4"]["is_vfr"] and videos["vfr.mp4"]["num_frames"] == vfr_frames
+    assert lh.count("clips", "probe_status = 'ok'") >= len(videos)
+    names = {r["uri"] for r in lh.sql("select uri from clip_facts").to_pylist()}
+    assert str(folder / "two\nlines.mp4") in names and str(folder / "café clip ☕.mp4") in names
+    assert lh.count("keyframes") >= len(videos)
+
+
+# -- the annotation zoo ----------------------------------------------------------------------
+
+
+def test_annotation_zoo_quarantines_each_bad_row_and_keeps_every_good_one(
+    lh, tmp_path, synthetic_videos
+):
+    import io
+    import json
+    import pickle
+    import zipfile
+
+    folder = tmp_path / "annotated"
+    folder.mkdir()
+    shutil.copy(synthetic_videos["exo"], folder / "dance.mp4")  # 4 s
+    good = {"clip_id": "ok1", "file": "dance.mp4", "start_s": 0, "end_s": 1, "caption": "fine"}
+    lines = [
+        json.dumps(good),  # 1
+        json.dumps({**good, "clip_id": "nan", "start_s": float("nan")}),  # 2 NaN
+        '{"clip_id": "inf", "file": "dance.mp4", "start_s": 0, "end_s": Infinity}',  # 3
+        '{"clip_id": "huge", "file": "dance.mp4", "start_s": 0, "end_s": 1e400}',  # 4 → inf
+        json.dumps({**good, "clip_id": "neg", "start_s": -1, "end_s": 1}),  # 5
+        json.dumps({**good, "clip_id": "inv", "start_s": 2, "end_s": 1}),  # 6
+        json.dumps({**good, "clip_id": "empty", "start_s": 1, "end_s": 1}),  # 7
+        json.dumps({**good, "clip_id": "past", "start_s": 3, "end_s": 99}),  # 8
+        json.dumps({**good, "clip_id": "words", "start_s": "abc", "end_s": "1"}),  # 9
+        json.dumps({**good, "clip_id": "bools", "start_s": True, "end_s": False}),  # 10
+        json.dumps({**good, "clip_id": ["a", "list"]}),  # 11
+        "[" * 100_000 + "]" * 100_000,  # 12 nested past Python's recursion limit
+        '{"clip_id": "lone", "file": "dance.mp4", "caption": "\\ud800"}',  # 13 no UTF-8 form
+        "\ufeff" + json.dumps({**good, "clip_id": "bom"}),  # 14 a BOM mid-file
+        '{"clip_id": "cut off", "file": "dance.m',  # 15
+        json.dumps({**good, "clip_id": "ok2", "start_s": 1, "end_s": 2, "caption": "a\x00b"}),
+        json.dumps({**good, "clip_id": "elsewhere", "file": "../../etc/passwd"}),  # 17 kept
+        json.dumps({**good, "clip_id": "ok1", "caption": "again"}),  # 18 duplicate id
+    ]
+    data = "\r\n".join(lines).encode() + b"\n" + b'{"clip_id": "bad\xff", "file": "x"}\n'  # 19
+    (folder / "labels.jsonl").write_bytes(data)
+    (folder / "labels.csv").write_bytes(
+        b"file,start_s,end_s,caption\n"
+        b"dance.mp4,2,3,fine csv\n"
+        b"dance.mp4,1,2," + b"y" * 200_000 + b"\n"  # past the CSV field limit
+        b"dance.mp4,3,4,also fine\n"
+    )
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("model/data.pkl", pickle.dumps({"x": 1}))
+    (folder / "weights.csv").write_bytes(archive.getvalue())  # a torch file named .csv
+    (folder / "labels.pt").write_bytes(pickle.dumps([1, 2]))
+    files = ["labels.jsonl", "labels.csv", "weights.csv", "labels.pt"]
+    lh.ingest(folder, source="ann", annotations=[folder / f for f in files])
+
+    kept = {r["external_id"] or r["short_caption"]: r for r in lh.read("annotations").to_pylist()}
+    assert set(kept) == {"ok1", "ok2", "elsewhere", "fine csv", "also fine"}
+    assert kept["ok1"]["short_caption"] == "fine"  # the first of a duplicate id wins
+    assert kept["ok2"]["short_caption"] == "a\x00b"
+    assert not kept["elsewhere"]["video_found"]  # kept as not here; never opened
+    reasons = {
+        (r["input_uri"].rsplit("/", 1)[-1], r["locator"]): r["reason_code"]
+        for r in lh.read("quarantine").to_pylist()
+    }
+    expected = {
+        ("labels.jsonl", f"line {n}"): code
+        for n, code in [
+            (2, q.NAN_SPAN),
+            (3, q.NAN_SPAN),
+            (4, q.NAN_SPAN),
+            (5, q.NEGATIVE_SPAN),
+            (6, q.INVERTED_SPAN),
+            (7, q.INVERTED_SPAN),
+            (8, q.SPAN_OUT_OF_RANGE),
+            (9, q.BAD_SPAN),
+            (10, q.BAD_SPAN),
+            (11, q.BAD_ROW),
+            (12, q.BAD_JSON),
+            (13, q.BAD_UTF8),
+            (14, q.BAD_JSON),
+            (15, q.BAD_JSON),
+            (18, q.BAD_ROW),
+            (19, q.BAD_UTF8),
+        ]
+    }
+    expected[("labels.csv", "line 3")] = q.BAD_ROW
+    expected[("weights.csv", "")] = q.PICKLE_REFUSED
+    expected[("labels.pt", "")] = q.PICKLE_REFUSED
+    assert reasons == expected
+    assert lh.count("clips", "segmentation = 'annotation'") == 5
