@@ -16,6 +16,7 @@ PREVIEW_COLUMNS = {
     "clips": ["clip_id", "viewpoint", "start_s", "end_s", "segmentation", "probe_status"],
     "keyframes": ["keyframe_id", "clip_id", "time_s", "width", "height", "sampler"],
     "quarantine": ["stage", "reason_code", "input_uri", "locator", "message"],
+    "signals": ["clip_id", "hands_frac", "person_frac", "face_frac", "privacy_status", "sharpness"],
 }
 
 
