@@ -20,7 +20,6 @@ keyframe ids and the settings fingerprint, and only clips lacking a row for the 
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import io
 import itertools
@@ -111,7 +110,7 @@ def compute_signals(
         or old["settings"] != fingerprint
     ]
     stale = [r["clip_id"] for r in existing if r["clip_id"] not in frames]
-    inserted = 0
+    inserted = updated = 0
     fallbacks: list[str] = []
     if todo:
         own = analyzer is None
@@ -154,7 +153,8 @@ def compute_signals(
                         }
                     )
                     frame_rows += [frame_row(f, r, meta, key) for f, r in analysed]
-                inserted += lh.upsert(TABLE, rows).inserted
+                write = lh.upsert(TABLE, rows)
+                inserted, updated = inserted + write.inserted, updated + write.updated
                 lh.upsert(FRAMES_TABLE, frame_rows)
                 done += len(chunk)
                 progress(done, len(todo), f"{done}/{len(todo)} clips analysed")
@@ -170,7 +170,7 @@ def compute_signals(
         TABLE,
         source.name,
         TABLE,
-        WriteResult(TABLE, inserted, len(todo) - inserted, deleted, ds.version if ds else None),
+        WriteResult(TABLE, inserted, updated, deleted, ds.version if ds else None),
         rows=lh.count(TABLE, scope) if ds is not None else 0,
         details={
             "model_id": model_id,
@@ -386,8 +386,3 @@ def frame_row(
         "contrast": result.contrast,
         "run_id": meta["run_id"],
     }
-
-
-def with_frame_source(settings: SignalSettings, frame_source: str) -> SignalSettings:
-    """A copy of ``settings`` reading frames from ``frame_source``."""
-    return dataclasses.replace(settings, frame_source=frame_source)

@@ -121,7 +121,12 @@ def ingest_videos(
 def _add(rows: dict[str, dict[str, Any]], row: dict[str, Any], names: list[str]) -> None:
     """Keep one row per content hash; every other name it was found under is an alias."""
     vid = row["video_id"]
-    target = rows.setdefault(vid, row)
+    target = rows.get(vid)
+    if target is None or row["relpath"] < target["relpath"]:
+        # the first name in path order names the video, whichever probe finished first
+        if target is not None:
+            names = [*names, target["relpath"], *(target.get("aliases") or [])]
+        rows[vid] = target = row
     aliases = set(target.get("aliases") or [])
     aliases.update(n for n in names if n != target["relpath"])
     target["aliases"] = sorted(aliases)

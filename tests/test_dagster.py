@@ -25,6 +25,7 @@ ASSET_KEYS = [
     "annotations",
     "clip_embeddings",
     "clip_facts",
+    "clip_signals",
     "clips",
     "egocentric_hands_on_objects",
     "egocentric_tool_use_over_30s",

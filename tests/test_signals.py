@@ -313,3 +313,48 @@ def test_without_enough_labels_the_classifier_says_what_to_do(config, synthetic_
     assert skipped.details["status"].startswith("skipped")
     assert "labelled clips" in skipped.details["message"]
     assert not lh.exists("viewpoint_predictions")
+
+
+def test_signals_command_runs_the_jobs_and_says_what_is_missing(
+    config, synthetic_videos, tmp_path, capsys
+):
+    from lakehouse.cli import main
+
+    lh = Lakehouse(config)
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    shutil.copy(synthetic_videos["exo"], folder / "b.mp4")
+    run_stages(lh, register_source(lh, folder, name="cam", viewpoint="exo"), embed=False)
+    main(["signals", "--root", config.root])
+    out = capsys.readouterr().out
+    assert "[cam]" in out and "analysed=1" in out
+    assert "check signals:signal_values_in_range passed" in out
+    assert "labelled clips" in out  # the classifier had too few labels and says so
+    assert lh.count("signals") == 1
+
+
+def test_exclude_near_duplicates_makes_the_subset_depend_on_the_clusters():
+    from lakehouse.subset_files import references
+
+    for sql in (
+        "select clip_id from exclude_near_duplicates(clip_facts) where hands_frac > 0.5",
+        "select clip_id from exclude_near_duplicates('clip_facts')",
+    ):
+        assert references(sql)[0] == {"clip_facts", "near_duplicates"}
+
+
+def test_a_video_that_cannot_be_decoded_falls_back_to_its_thumbnails(
+    config, synthetic_videos, tmp_path
+):
+    lh = Lakehouse(config)
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    shutil.copy(synthetic_videos["ego"], folder / "a.mp4")
+    shutil.copy(synthetic_videos["exo"], folder / "b.mp4")
+    source = register_source(lh, folder, name="cam")
+    run_stages(lh, source, run_id="r1", embed=False)
+    (folder / "b.mp4").unlink()  # gone after ingest: its keyframes are all that is left
+    result = compute_signals(lh, source, run_id="s1")
+    assert result.details["analysed"] == 2 and result.details["fell_back_to_keyframes"] == 1
+    origins = {r["frame_source"] for r in lh.read("signals").to_pylist()}
+    assert origins == {"video@480", "keyframes@224"}

@@ -1,7 +1,7 @@
--- clip_facts: one row per clip, with its video's metadata, its annotation text and taxonomy.
--- Clips whose video is not here yet (annotation-only catalogs) are kept, with probe_status
--- 'not_probed' and null video columns. Hand/body/face/quality signals, the predicted viewpoint
--- and near-duplicate clusters are null until those assets have run for the clip.
+-- clip_facts: one row per clip, with its video's metadata, its annotation text and taxonomy,
+-- and its hand/body/face/quality signals, predicted viewpoint and near-duplicate cluster
+-- (clip_signals; null until those assets have run for the clip). Clips whose video is not here
+-- yet (annotation-only catalogs) are kept, with probe_status 'not_probed' and null video columns.
 with
 
 clips as (
@@ -50,13 +50,6 @@ keyframe_counts as (
     group by clip_id
 ),
 
-latest_signals as (
-    -- one row per clip: its most recently computed signals (signals_model_id says which model)
-    select *
-    from signals
-    qualify row_number() over (partition by clip_id order by computed_at desc, signal_id) = 1
-),
-
 final as (
     select
         clips.clip_id,
@@ -100,52 +93,21 @@ final as (
         annotation_text.text_truncated,
         coalesce(annotation_text.annotation_count, 0) as annotation_count,
         coalesce(keyframe_counts.keyframe_count, 0) as keyframe_count,
-        viewpoint_predictions.predicted_viewpoint,
-        viewpoint_predictions.confidence as viewpoint_confidence,
         case
             when clips.viewpoint in ('ego', 'exo') then clips.viewpoint
-            else viewpoint_predictions.predicted_viewpoint
+            else clip_signals.predicted_viewpoint
         end as resolved_viewpoint,
         case
             when clips.viewpoint in ('ego', 'exo') then 'label'
-            when viewpoint_predictions.predicted_viewpoint is not null then 'predicted'
+            when clip_signals.predicted_viewpoint is not null then 'predicted'
         end as viewpoint_origin,
-        latest_signals.model_id as signals_model_id,
-        latest_signals.frames as signal_frames,
-        latest_signals.hands_frac,
-        latest_signals.hands_0_frac,
-        latest_signals.hands_1_frac,
-        latest_signals.hands_2_frac,
-        latest_signals.left_hand_frac,
-        latest_signals.right_hand_frac,
-        latest_signals.mean_hand_area,
-        latest_signals.hand_motion,
-        latest_signals.person_frac,
-        latest_signals.full_body_frac,
-        latest_signals.body_motion,
-        latest_signals.max_persons,
-        latest_signals.face_frac,
-        latest_signals.max_faces,
-        latest_signals.max_face_area,
-        latest_signals.privacy_status,
-        latest_signals.sharpness,
-        latest_signals.min_sharpness,
-        latest_signals.brightness,
-        latest_signals.contrast,
-        latest_signals.motion_score,
-        latest_signals.camera_motion,
-        latest_signals.static_camera,
-        near_duplicates.near_duplicate_of,
-        near_duplicates.cluster_id as duplicate_cluster_id,
-        near_duplicates.cluster_size as duplicate_cluster_size,
-        coalesce(near_duplicates.is_representative, true) as is_cluster_representative
+        clip_signals.* exclude (clip_id, is_cluster_representative),
+        coalesce(clip_signals.is_cluster_representative, true) as is_cluster_representative
     from clips
     left join videos on videos.video_id = clips.video_id
     left join annotation_text on annotation_text.clip_id = clips.clip_id
     left join keyframe_counts on keyframe_counts.clip_id = clips.clip_id
-    left join latest_signals on latest_signals.clip_id = clips.clip_id
-    left join viewpoint_predictions on viewpoint_predictions.clip_id = clips.clip_id
-    left join near_duplicates on near_duplicates.clip_id = clips.clip_id
+    left join clip_signals on clip_signals.clip_id = clips.clip_id
 )
 
 select * from final
