@@ -74,13 +74,16 @@ def reset(lh: Lakehouse) -> None:
 
 
 def frames_of(lh: Lakehouse) -> tuple[list[np.ndarray], int]:
-    """The frames ``compute_signals`` analyses for ``frame_source``, decoded, in its order."""
+    """The frames ``compute_signals`` analyses for the configured frame source, decoded."""
     rows = lh.read("keyframes", columns=["keyframe_id", "clip_id", "idx", "time_s"]).to_pylist()
     by_clip: dict[str, list[dict]] = {}
     for row in sorted(rows, key=lambda r: (r["clip_id"], r["idx"])):
         by_clip.setdefault(row["clip_id"], []).append(row)
     fallbacks: list[str] = []
-    images = signals.load_frames(lh, sorted(by_clip), by_clip, fallbacks)
+    images = {}
+    for group in signals.frame_groups(lh, sorted(by_clip), by_clip, fallbacks):
+        for clip_images in group.values():
+            images.update(clip_images)
     assert not fallbacks, "some videos could not be decoded"
     order = [r["keyframe_id"] for c in sorted(by_clip) for r in by_clip[c]]
     return [images[k][0] for k in order], len(by_clip)

@@ -25,13 +25,14 @@ import io
 import itertools
 from collections import defaultdict
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lakehouse.detectors import FrameAnalyzer, FrameResult, box_area, frame_motion
-from lakehouse.embeddings import model_key, prefetch
+from lakehouse.embeddings import model_key
 from lakehouse.errors import ConfigError, ModelUnavailableError
 from lakehouse.stage import Progress, StageResult, no_progress
 from lakehouse.store import WriteResult, in_list, sql_literal
+from lakehouse.workers import run_supervised
 
 if TYPE_CHECKING:
     import numpy as np
@@ -46,6 +47,7 @@ CHUNK_CLIPS = 32
 PRIVACY_STATUSES = ("clear", "faces_visible", "blurred", "needs_review")
 FRAME_SOURCES = ("video", "keyframes")
 VIDEO_JPEG_QUALITY = 95
+T = TypeVar("T")
 
 
 def check_settings(settings: SignalSettings) -> None:
@@ -116,30 +118,28 @@ def compute_signals(
         own = analyzer is None
         analyzer = analyzer or FrameAnalyzer(settings)
         try:
-            chunks = [todo[i : i + CHUNK_CLIPS] for i in range(0, len(todo), CHUNK_CLIPS)]
             progress(0, len(todo), f"signals for {len(todo)} clip(s) with {model_id}")
-            done = 0
             redo = [c for c in todo if c in have]
             if redo:  # their frame rows may have other indexes now
                 lh.delete(
                     FRAMES_TABLE,
                     f"model_id = {sql_literal(model_id)} AND " + in_list("clip_id", redo),
                 )
-            for chunk, images in zip(
-                chunks,
-                prefetch(chunks, lambda c: load_frames(lh, c, frames, fallbacks)),
-                strict=True,
-            ):
-                rows, frame_rows = [], []
-                for clip_id in chunk:
+            rows: list[dict[str, Any]] = []
+            frame_rows: list[dict[str, Any]] = []
+            done = 0
+            # frames arrive per group of clips, decoded in a background thread (video frames
+            # in the worker processes) while the detectors work on the previous group
+            for group in background(frame_groups(lh, todo, frames, fallbacks)):
+                for clip_id, images in group.items():
                     analysed = [
                         (f, analyzer.analyze(images[f["keyframe_id"]][0]))
                         for f in frames[clip_id]
                         if f["keyframe_id"] in images
                     ]
+                    done += 1
                     if not analysed:
                         continue
-                    origin = images[analysed[0][0]["keyframe_id"]][1]
                     meta = {**clips[clip_id], "model_id": model_id, "run_id": run_id}
                     rows.append(
                         summarize(analysed, settings)
@@ -147,17 +147,22 @@ def compute_signals(
                         | {
                             "signal_id": f"{clip_id}:{key}",
                             "settings": fingerprint,
-                            "frame_source": origin,
+                            "frame_source": images[analysed[0][0]["keyframe_id"]][1],
                             "keyframe_ids": [f["keyframe_id"] for f in frames[clip_id]],
                             "computed_at": dt.datetime.now(dt.UTC),
                         }
                     )
                     frame_rows += [frame_row(f, r, meta, key) for f, r in analysed]
+                if len(rows) >= CHUNK_CLIPS or done == len(todo):
+                    write = lh.upsert(TABLE, rows)
+                    inserted, updated = inserted + write.inserted, updated + write.updated
+                    lh.upsert(FRAMES_TABLE, frame_rows)
+                    rows, frame_rows = [], []
+                progress(done, len(todo), f"{done}/{len(todo)} clips analysed")
+            if rows:
                 write = lh.upsert(TABLE, rows)
                 inserted, updated = inserted + write.inserted, updated + write.updated
                 lh.upsert(FRAMES_TABLE, frame_rows)
-                done += len(chunk)
-                progress(done, len(todo), f"{done}/{len(todo)} clips analysed")
         finally:
             if own:
                 analyzer.close()
@@ -190,44 +195,119 @@ def _resolve() -> str:
 
 # -- frames ------------------------------------------------------------------------------------
 
+Images = dict[str, tuple["np.ndarray", str]]  # keyframe_id -> (RGB frame, where it came from)
 
-def load_frames(
+
+def background(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """Yield the items of ``items`` while a thread produces up to ``depth`` more."""
+    import queue
+    import threading
+
+    buffer: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        buffer.put(("item", item), timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put(("end", None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            buffer.put(("error", exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()  # a generator's own clean-up (worker processes) runs now
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = buffer.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def frame_groups(
     lh: Lakehouse,
-    chunk: list[str],
+    clip_ids: list[str],
     frames: dict[str, list[dict[str, Any]]],
     fallbacks: list[str],
-) -> dict[str, tuple[np.ndarray, str]]:
-    """``keyframe_id -> (RGB frame, where it came from)`` for a chunk of clips (runs in the
-    prefetch thread). Video decoding runs in the supervised worker processes."""
+) -> Iterator[dict[str, Images]]:
+    """``{clip_id: images}`` for groups of clips, each clip with all its frames that could be had.
+
+    With ``frame_source = "video"`` the frames are decoded in the supervised worker processes,
+    one task per video and group of at most ``CHUNK_CLIPS`` clips; clips whose video is not a
+    local file or fails to decode get their keyframe thumbnails instead."""
     settings = lh.config.signals
-    wanted = {f["keyframe_id"]: (c, f) for c in chunk for f in frames[c]}
-    out: dict[str, tuple[np.ndarray, str]] = {}
+    remaining = list(clip_ids)
     if settings.frame_source == "video":
-        for keyframe_id, image in _decode_from_videos(lh, wanted):
-            out[keyframe_id] = (image, f"video@{settings.short_side}")
-    missing = [k for k in wanted if k not in out]
-    if missing:
-        if settings.frame_source == "video":
-            fallbacks.extend(wanted[k][0] for k in missing)
-        table = lh.read(
-            "keyframes",
-            columns=["keyframe_id", "jpeg", "height", "width"],
-            filter=in_list("keyframe_id", missing),
+        origin = f"video@{settings.short_side}"
+        tasks, ids = _video_tasks(lh, clip_ids, frames)
+        decoded: set[str] = set()
+        outcomes = run_supervised(
+            "lakehouse.keyframes:extract_video_keyframes",
+            tasks,
+            workers=lh.config.ingest.workers,
+            timeout_s=lh.config.keyframes.timeout_s,
+            memory_mb=lh.config.ingest.worker_memory_mb,
         )
-        for row in table.to_pylist():
-            short = min(row["width"] or 0, row["height"] or 0)
-            out[row["keyframe_id"]] = (decode_jpeg(row["jpeg"]), f"keyframes@{short}")
-    return out
+        for outcome in outcomes:
+            if not outcome.ok:
+                continue
+            group: dict[str, Images] = defaultdict(dict)
+            for row in outcome.value:
+                group[row["clip_id"]][ids[(row["clip_id"], row["idx"])]] = (
+                    decode_jpeg(row["jpeg"]),
+                    origin,
+                )
+            decoded.update(group)
+            yield dict(group)
+        remaining = [c for c in clip_ids if c not in decoded]
+        fallbacks.extend(remaining)
+    for i in range(0, len(remaining), CHUNK_CLIPS):
+        yield _thumbnails(lh, remaining[i : i + CHUNK_CLIPS], frames)
 
 
-def _decode_from_videos(
-    lh: Lakehouse, wanted: dict[str, tuple[str, dict[str, Any]]]
-) -> Iterator[tuple[str, np.ndarray]]:
-    from lakehouse.workers import run_supervised
+def _thumbnails(
+    lh: Lakehouse, chunk: list[str], frames: dict[str, list[dict[str, Any]]]
+) -> dict[str, Images]:
+    wanted = {f["keyframe_id"]: c for c in chunk for f in frames[c]}
+    table = lh.read(
+        "keyframes",
+        columns=["keyframe_id", "jpeg", "height", "width"],
+        filter=in_list("keyframe_id", wanted),
+    )
+    group: dict[str, Images] = {c: {} for c in chunk}
+    for row in table.to_pylist():
+        short = min(row["width"] or 0, row["height"] or 0)
+        group[wanted[row["keyframe_id"]]][row["keyframe_id"]] = (
+            decode_jpeg(row["jpeg"]),
+            f"keyframes@{short}",
+        )
+    return group
 
+
+def _video_tasks(
+    lh: Lakehouse, clip_ids: list[str], frames: dict[str, list[dict[str, Any]]]
+) -> tuple[list[tuple[str, dict[str, Any]]], dict[tuple[str, int], str]]:
+    """Keyframe-sampler tasks that decode the clips' keyframe times from their local videos at
+    ``signals.short_side`` (one per video and group of clips), and ``(clip_id, idx) ->
+    keyframe_id``."""
     settings = lh.config.signals
     kf = lh.config.keyframes
-    clip_ids = sorted({c for c, _ in wanted.values()})
     clips = lh.read("clips", columns=["clip_id", "video_id"], filter=in_list("clip_id", clip_ids))
     video_of = dict(
         zip(clips.column("clip_id").to_pylist(), clips.column("video_id").to_pylist(), strict=True)
@@ -236,42 +316,35 @@ def _decode_from_videos(
         v["video_id"]: v
         for v in lh.read("videos", filter=in_list("video_id", set(video_of.values()))).to_pylist()
     }
-    targets: dict[str, list[tuple[str, int, float]]] = defaultdict(list)
-    ids: dict[tuple[str, int], str] = {}
-    for keyframe_id, (clip_id, frame) in wanted.items():
+    by_video: dict[str, list[str]] = defaultdict(list)
+    for clip_id in clip_ids:
         video = videos.get(video_of.get(clip_id, ""))
         uri = (video or {}).get("uri") or ""
-        if video is None or ("://" in uri and not uri.startswith("file://")):
-            continue  # not a local file: the thumbnails will do
-        targets[video["video_id"]].append((clip_id, frame["idx"], frame["time_s"]))
-        ids[(clip_id, frame["idx"])] = keyframe_id
-    tasks = []
-    for video_id, items in sorted(targets.items()):
+        if video is not None and ("://" not in uri or uri.startswith("file://")):
+            by_video[video["video_id"]].append(clip_id)
+    tasks, ids = [], {}
+    for video_id, vclips in sorted(by_video.items()):
         video = videos[video_id]
         fps = video["fps"] or 30.0
-        payload = {
-            "path": video["uri"].removeprefix("file://"),
-            "fps": video["fps"],
-            "start_time_s": video.get("start_time_s") or 0.0,
-            "rotation": video.get("rotation") or 0,
-            "keyframe_times_s": list(video.get("keyframe_times_s") or []),
-            "targets": items,
-            "seek_overhead_s": kf.seek_overhead_frames / fps,
-            "short_side": settings.short_side,
-            "jpeg_quality": VIDEO_JPEG_QUALITY,
-        }
-        tasks.append((video_id, payload))
-    outcomes = run_supervised(
-        "lakehouse.keyframes:extract_video_keyframes",
-        tasks,
-        workers=lh.config.ingest.workers,
-        timeout_s=kf.timeout_s,
-        memory_mb=lh.config.ingest.worker_memory_mb,
-    )
-    for outcome in outcomes:
-        if outcome.ok:
-            for row in outcome.value:
-                yield ids[(row["clip_id"], row["idx"])], decode_jpeg(row["jpeg"])
+        for i in range(0, len(vclips), CHUNK_CLIPS):
+            targets = []
+            for clip_id in vclips[i : i + CHUNK_CLIPS]:
+                for frame in frames[clip_id]:
+                    targets.append((clip_id, frame["idx"], frame["time_s"]))
+                    ids[(clip_id, frame["idx"])] = frame["keyframe_id"]
+            payload = {
+                "path": video["uri"].removeprefix("file://"),
+                "fps": video["fps"],
+                "start_time_s": video.get("start_time_s") or 0.0,
+                "rotation": video.get("rotation") or 0,
+                "keyframe_times_s": list(video.get("keyframe_times_s") or []),
+                "targets": targets,
+                "seek_overhead_s": kf.seek_overhead_frames / fps,
+                "short_side": settings.short_side,
+                "jpeg_quality": VIDEO_JPEG_QUALITY,
+            }
+            tasks.append((f"{video_id}:{i}", payload))
+    return tasks, ids
 
 
 def decode_jpeg(data: bytes) -> np.ndarray:
