@@ -7,8 +7,9 @@ go to ``signal_frames`` (landmarks and boxes, for later use) and a per-clip summ
 motion; privacy status; quality), the columns ``clip_facts`` exposes to SQL.
 
 Which frames: ``signals.frame_source = "video"`` (the default) decodes the keyframe times again
-from the source video at ``signals.short_side`` (480 px) in the supervised worker processes, while
-the detectors work on the previous chunk; ``"keyframes"`` reads the stored 224 px thumbnails.
+from the source video at ``signals.short_side`` (480 px) in the supervised worker processes (one
+pool for the whole run, a task per video) while the detectors work on the frames already
+decoded; ``"keyframes"`` reads the stored 224 px thumbnails.
 On the HumanNet preview the thumbnails find the same hands in 97% of frames but miss faces in
 about one face frame in eight (faces of a few percent of a third-person frame), which matters for
 privacy; see docs/signals.md. A video that cannot be decoded falls back to its thumbnails.
