@@ -115,6 +115,7 @@ def compute_signals(
     stale = [r["clip_id"] for r in existing if r["clip_id"] not in frames]
     inserted = updated = 0
     fallbacks: list[str] = []
+    failed: dict[str, str] = {}  # clip_id -> why; retried on the next run
     if todo:
         own = analyzer is None
         analyzer = analyzer or FrameAnalyzer(settings)
@@ -133,13 +134,18 @@ def compute_signals(
             # in the worker processes) while the detectors work on the previous group
             for group in background(frame_groups(lh, todo, frames, fallbacks)):
                 for clip_id, images in group.items():
-                    analysed = [
-                        (f, analyzer.analyze(images[f["keyframe_id"]][0]))
-                        for f in frames[clip_id]
-                        if f["keyframe_id"] in images
-                    ]
                     done += 1
+                    try:
+                        analysed = [
+                            (f, analyzer.analyze(images[f["keyframe_id"]][0]))
+                            for f in frames[clip_id]
+                            if f["keyframe_id"] in images
+                        ]
+                    except Exception as exc:  # one bad frame costs its clip, not the batch
+                        failed[clip_id] = f"{type(exc).__name__}: {exc}"[:300]
+                        continue
                     if not analysed:
+                        failed[clip_id] = "no frame of the clip could be read"
                         continue
                     meta = {**clips[clip_id], "model_id": model_id, "run_id": run_id}
                     rows.append(
@@ -184,6 +190,8 @@ def compute_signals(
             "clips_with_keyframes": len(frames),
             "frame_source": settings.frame_source,
             "fell_back_to_keyframes": len(set(fallbacks)),
+            "failed": len(failed),
+            **({"failures": dict(sorted(failed.items())[:20])} if failed else {}),
         },
     )
 

@@ -358,3 +358,38 @@ def test_a_video_that_cannot_be_decoded_falls_back_to_its_thumbnails(
     assert result.details["analysed"] == 2 and result.details["fell_back_to_keyframes"] == 1
     origins = {r["frame_source"] for r in lh.read("signals").to_pylist()}
     assert origins == {"video@480", "keyframes@224"}
+
+
+def test_a_frame_the_detectors_reject_costs_its_clip_not_the_batch(
+    config, synthetic_videos, tmp_path
+):
+    from lakehouse.detectors import FrameAnalyzer
+
+    class Picky(FrameAnalyzer):
+        """Rejects the first frame it is given (so the first clip analysed fails)."""
+
+        calls = 0
+
+        def analyze(self, rgb):
+            self.calls += 1
+            if self.calls == 1:
+                raise ValueError("frame rejected")
+            return super().analyze(rgb)
+
+    lh = Lakehouse(config)
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    shutil.copy(synthetic_videos["ego"], folder / "a.mp4")
+    shutil.copy(synthetic_videos["exo"], folder / "b.mp4")
+    source = register_source(lh, folder, name="cam")
+    run_stages(lh, source, run_id="r1", embed=False)
+    picky = Picky(config.signals)
+    try:
+        result = compute_signals(lh, source, run_id="s1", analyzer=picky)
+    finally:
+        picky.close()
+    assert result.details["analysed"] == 2 and result.details["failed"] == 1
+    assert lh.count("signals") == 1
+    assert "frame rejected" in next(iter(result.details["failures"].values()))
+    again = compute_signals(lh, source, run_id="s2")  # the failed clip is tried again
+    assert again.details["analysed"] == 1 and lh.count("signals") == 2
