@@ -1,5 +1,6 @@
-"""The project's Dagster definitions over one lakehouse root: ingest and embedding assets (per
-source), the SQL views, one asset per subset file, their checks and jobs."""
+"""The project's Dagster definitions over one lakehouse root: ingest, embedding and signals assets
+(per source), the curation assets over all sources, the SQL views, one asset per subset file,
+their checks and jobs."""
 
 from __future__ import annotations
 
@@ -12,12 +13,16 @@ from dagster_defs.ingest.checks import ingest_checks
 from dagster_defs.ingest.partitions import sources_partitions
 from dagster_defs.publication.assets import publication_assets
 from dagster_defs.resources import lakehouse_resource
+from dagster_defs.signals.assets import curation_assets, signal_assets
+from dagster_defs.signals.checks import signal_checks
 from dagster_defs.subsets.assets import subset_assets, view_specs
 from lakehouse.config import Config
 
 INGEST_JOB = "ingest"
 EMBED_JOB = "embed"
 SUBSETS_JOB = "subsets"
+SIGNALS_JOB = "signals_job"
+CURATION_JOB = "curation"
 
 
 def build_defs(config: Config) -> dg.Definitions:
@@ -39,6 +44,17 @@ def build_defs(config: Config) -> dg.Definitions:
             "(Re-)embed one source with the configured models, refresh the indexes, publish."
         ),
     )
+    signals_job = dg.define_asset_job(
+        SIGNALS_JOB,
+        selection=dg.AssetSelection.assets(*signal_assets),
+        partitions_def=sources_partitions,
+        description="Hand, body, face and quality signals of one source's clips (MediaPipe).",
+    )
+    curation_job = dg.define_asset_job(
+        CURATION_JOB,
+        selection=dg.AssetSelection.assets(*curation_assets),
+        description="Predicted viewpoints and near-duplicate clusters over every source.",
+    )
     subsets = subset_assets(config)
     subsets_job = dg.define_asset_job(
         SUBSETS_JOB,
@@ -50,10 +66,12 @@ def build_defs(config: Config) -> dg.Definitions:
             *ingest_assets,
             *embedding_assets,
             *publication_assets,
+            *signal_assets,
+            *curation_assets,
             *view_specs(config),
             *subsets,
         ],
-        asset_checks=[*ingest_checks, *embedding_checks],
-        jobs=[ingest_job, embed_job, subsets_job],
+        asset_checks=[*ingest_checks, *embedding_checks, *signal_checks],
+        jobs=[ingest_job, embed_job, signals_job, curation_job, subsets_job],
         resources={"lakehouse": lakehouse_resource(config)},
     )

@@ -22,6 +22,7 @@ PREVIEW_COLUMNS = {
     "quarantine": ["stage", "reason_code", "input_uri", "locator", "message"],
     "clip_embeddings": ["clip_id", "model_id", "viewpoint", "short_caption"],
     "text_embeddings": ["clip_id", "field", "model_id", "text"],
+    "signals": ["clip_id", "hands_frac", "person_frac", "face_frac", "privacy_status", "sharpness"],
 }
 
 

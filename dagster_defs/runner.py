@@ -122,6 +122,38 @@ def run_subset(
     return report
 
 
+def run_curation(
+    config: Config,
+    *,
+    instance: dg.DagsterInstance | None = None,
+    log_level: int = logging.INFO,
+) -> RunReport:
+    """Materialize the curation assets over every source (predicted viewpoints, near-duplicates)
+    in a Dagster run (``lakehouse signals`` runs it after the per-source signals)."""
+    from dagster_defs.definitions import CURATION_JOB
+
+    defs = build_defs(config)
+    own_instance = instance is None
+    instance = instance or open_instance(config)
+    try:
+        job = defs.resolve_job_def(CURATION_JOB)
+        run_config = {
+            "loggers": {"console": {"config": {"log_level": logging.getLevelName(log_level)}}}
+        }
+        result = job.execute_in_process(
+            run_config=run_config, instance=instance, raise_on_error=False
+        )
+        report = _report(result)
+    finally:
+        if own_instance:
+            instance.dispose()
+    if not report.success:
+        raise PipelineError(
+            f"Dagster run {report.run_id} ({CURATION_JOB}) failed: {_first_failure(result)}"
+        )
+    return report
+
+
 def _report(result: dg.ExecuteInProcessResult) -> RunReport:
     report = RunReport(result.run_id, result.success)
     for event in result.get_asset_materialization_events():

@@ -298,6 +298,49 @@ def embed(state: State, source: str | None) -> None:
 
 
 @cli.command()
+@click.option("--source", "-s", default=None, help="Only this source (default: all).")
+@common_options
+def signals(state: State, source: str | None) -> None:
+    """Hand, body, face and quality signals of clips lacking them for the current models, then
+    the predicted viewpoints and near-duplicate clusters (Dagster runs)."""
+    import logging
+
+    from dagster_defs.definitions import SIGNALS_JOB
+    from dagster_defs.runner import run_curation, run_ingest
+    from lakehouse.sources import get_source, list_sources
+
+    config = state.config()
+    lh = state.lakehouse()
+    names = [get_source(lh, source).name] if source else [s.name for s in list_sources(lh)]
+    level = logging.DEBUG if state.verbose else logging.INFO
+    for name in names:
+        report = run_ingest(config, name, log_level=level, job_name=SIGNALS_JOB)
+        click.echo(f"[{name}] " + _format_signals(report))
+    click.echo("[all sources] " + _format_signals(run_curation(config, log_level=level)))
+
+
+def _format_signals(report: Any) -> str:
+    keys = (
+        "analysed",
+        "rows_in_source",
+        "rows",
+        "held_out_accuracy",
+        "predicted_unlabelled",
+        "clusters",
+        "near_duplicates",
+        "message",
+    )
+    lines = [f"run {report.run_id}"]
+    for asset in report.assets:
+        shown = {k: asset.metadata[k] for k in keys if k in asset.metadata}
+        lines.append(f"  {asset.asset:<22} " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+    for check in report.checks:
+        state = "passed" if check.passed else f"FAILED ({check.severity.lower()})"
+        lines.append(f"  check {check.asset}:{check.check} {state}")
+    return "\n".join(lines)
+
+
+@cli.command()
 @click.option("--source", "-s", default=None, help="Only this source.")
 @common_options
 def quarantine(state: State, source: str | None) -> None:

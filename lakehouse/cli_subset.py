@@ -185,6 +185,13 @@ def diff(state: State, name: str, a: int, b: int, fmt: str) -> None:
 @click.option("--name", "prefix", default=None, help="File name stem (default NAME-vN).")
 @click.option("--shard-size", default=1000, show_default=True, help="WebDataset samples per shard.")
 @click.option("--shard-max-mb", default=1024, show_default=True, help="WebDataset shard size cap.")
+@click.option(
+    "--privacy",
+    type=click.Choice(["refuse", "blur"]),
+    default=None,
+    help="refuse: export only clips whose privacy_status is clear; blur: blur detected faces "
+    "in every WebDataset clip.",
+)
 @common_options
 def export(
     state: State,
@@ -195,6 +202,7 @@ def export(
     prefix: str | None,
     shard_size: int,
     shard_max_mb: int,
+    privacy: str | None,
 ) -> None:
     """Export a subset version as a Parquet or JSONL manifest, or WebDataset shards."""
     from lakehouse.export import export_subset
@@ -218,6 +226,7 @@ def export(
         shard_max_samples=shard_size,
         shard_max_bytes=shard_max_mb << 20,
         progress=progress,
+        privacy=privacy,
     )
     click.echo(
         f"{result.subset} v{result.version}: {result.rows} clips → {len(result.files)} file(s) "

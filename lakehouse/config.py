@@ -129,6 +129,38 @@ class SearchSettings:
 
 
 @dataclass(frozen=True)
+class SignalSettings:
+    """Hand, body, face and quality signals, viewpoint prediction and near-duplicates."""
+
+    # "video": decode the keyframe times again from the source at ``short_side`` (faces of a few
+    # percent of the frame are missed on 224 px thumbnails); "keyframes": the stored thumbnails
+    frame_source: str = "video"
+    short_side: int = 480
+    hand_min_confidence: float = 0.5
+    pose_min_confidence: float = 0.5
+    face_min_confidence: float = 0.5
+    # a clip whose only face detections score below this needs a person's review
+    face_review_score: float = 0.8
+    # below this camera motion (frame widths per second) a clip counts as a static camera
+    static_camera_motion: float = 0.02
+    # near-duplicates: cosine similarity of "caption" (mean caption vector) or "visual" (CLIP)
+    # embeddings; "auto" takes visual when trained CLIP vectors exist, else caption
+    duplicate_embedding: str = "auto"
+    duplicate_threshold: float = 0.95
+    # the viewpoint classifier trains only with at least this many labelled clips per class
+    viewpoint_min_per_class: int = 4
+
+    def fingerprint(self) -> str:
+        """A short hash of the settings that change per-clip signal values."""
+        key = (
+            f"{self.frame_source}|{self.short_side}|{self.hand_min_confidence}|"
+            f"{self.pose_min_confidence}|{self.face_min_confidence}|{self.face_review_score}|"
+            f"{self.static_camera_motion}"
+        )
+        return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything a lakehouse run needs to know; build it with :meth:`Config.load`."""
 
@@ -141,6 +173,7 @@ class Config:
     sql: SqlSettings = field(default_factory=SqlSettings)
     models: ModelSettings = field(default_factory=ModelSettings)
     search: SearchSettings = field(default_factory=SearchSettings)
+    signals: SignalSettings = field(default_factory=SignalSettings)
 
     @property
     def is_local(self) -> bool:
@@ -197,6 +230,7 @@ class Config:
             "sql": SqlSettings,
             "models": ModelSettings,
             "search": SearchSettings,
+            "signals": SignalSettings,
         }
         kwargs: dict[str, Any] = {}
         known = {f.name for f in fields(cls)}

@@ -5,12 +5,14 @@ frames ``start_frame`` (inclusive) to ``end_frame`` (exclusive) are re-encoded a
 source frame rate, upright (a rotated source is turned, as keyframes are). A frame's number is
 its presentation time times the frame rate, so the output has exactly ``end_frame - start_frame``
 frames for a constant-rate source; a variable-rate one keeps the frames whose time falls in the
-span. Audio is not carried over.
+span. Audio is not carried over. An optional ``transform`` rewrites each frame's pixels on the way
+(the export's face blurring).
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
@@ -30,8 +32,12 @@ def cut_clip(
     rotation: int = 0,
     crf: int = 20,
     preset: str = "veryfast",
+    transform: Callable[[Any], Any] | None = None,
 ) -> tuple[bytes, int]:
-    """Return ``(mp4 bytes, frame count)`` of frames ``[start_frame, end_frame)`` of ``path``."""
+    """Return ``(mp4 bytes, frame count)`` of frames ``[start_frame, end_frame)`` of ``path``.
+
+    ``transform``, when given, maps each upright frame (an RGB ``numpy`` array) to the frame to
+    encode, of the same size."""
     import av
 
     if not fps or fps <= 0:
@@ -59,6 +65,9 @@ def cut_clip(
                     if index >= end_frame:
                         break
                     frame = _upright(frame, rotation)
+                    if transform is not None:
+                        pixels = transform(frame.to_ndarray(format="rgb24"))
+                        frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
                     if encoder is None:
                         encoder = _encoder(sink, frame, fps, crf, preset)
                     width, height = encoder.codec_context.width, encoder.codec_context.height

@@ -5,7 +5,8 @@ paths through a symlink are refused. Every file is written under a temporary nam
 folder and renamed into place, so an interrupted export never leaves a half file that looks
 complete; a WebDataset export writes its index (``<name>.json``, listing the shards) last.
 The manifest is read at the subset's pinned table versions, so an export of version N is the
-same months later.
+same months later. ``privacy="refuse"`` leaves out every clip whose ``privacy_status`` is not
+``clear``; ``privacy="blur"`` blurs the faces in every WebDataset clip (``lakehouse.privacy``).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ MANIFEST_COLUMNS = [
     "taxonomy_l3",
     "quality_score",
     "probe_status",
+    "privacy_status",
 ]
 
 
@@ -154,10 +156,17 @@ def export_subset(
     shard_max_samples: int = 1000,
     shard_max_bytes: int = 1 << 30,
     progress: Progress = no_progress,
+    privacy: str | None = None,
 ) -> ExportResult:
-    """Export subset ``name`` (latest version, or ``version``) to the folder ``out``."""
+    """Export subset ``name`` (latest version, or ``version``) to the folder ``out``.
+
+    ``privacy``: ``None`` exports every clip; ``"refuse"`` only clips whose ``privacy_status`` is
+    ``clear`` (the others are listed as skipped); ``"blur"`` (WebDataset) blurs detected faces."""
+    from lakehouse.privacy import check_mode
+
     if fmt not in FORMATS:
         raise InputError(f"Unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}.")
+    check_mode(privacy, fmt)
     if shard_max_samples < 1 or shard_max_bytes < 1:
         raise InputError("Shard limits must be positive.")
     started = time.perf_counter()
@@ -165,6 +174,8 @@ def export_subset(
     prefix = prefix or f"{record.name}-v{record.version}"
     table = manifest(lh, record)
     result = ExportResult(record.name, record.version, fmt, [], table.num_rows)
+    if privacy == "refuse":
+        table = _cleared(lh, table, result)
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
@@ -178,7 +189,16 @@ def export_subset(
         result.files.append(str(target))
     else:
         _webdataset(
-            lh, record, table, out, prefix, shard_max_samples, shard_max_bytes, progress, result
+            lh,
+            record,
+            table,
+            out,
+            prefix,
+            shard_max_samples,
+            shard_max_bytes,
+            progress,
+            result,
+            blur=privacy == "blur",
         )
     result.seconds = time.perf_counter() - started
     return result
@@ -194,9 +214,15 @@ def _webdataset(
     max_bytes: int,
     progress: Progress,
     result: ExportResult,
+    blur: bool = False,
 ) -> None:
     from lakehouse.cutting import CutError, cut_clip
 
+    blurrer = None
+    if blur:
+        from lakehouse.privacy import FaceBlurrer
+
+        blurrer = FaceBlurrer()
     annotations = _annotations(lh, record)
     shard: list[tuple[str, bytes]] = []
     shard_bytes = 0
@@ -216,6 +242,9 @@ def _webdataset(
     for done, row in enumerate(rows, 1):
         reason = _uncuttable(row)
         if reason is None:
+            faces_before = blurrer.faces if blurrer else 0
+            if blurrer:
+                blurrer.reset()
             try:
                 video, frames = cut_clip(
                     _local_path(row["uri"]),
@@ -223,9 +252,14 @@ def _webdataset(
                     end_frame=row["end_frame"],
                     fps=row["fps"],
                     rotation=row.get("rotation") or 0,
+                    transform=blurrer,
                 )
             except CutError as exc:
                 reason = str(exc)
+            if blurrer and reason is None:
+                row["faces_blurred"] = blurrer.faces - faces_before
+                if row["faces_blurred"]:
+                    row["privacy_status"] = "blurred"
         if reason is not None:
             result.skipped.append({"clip_id": row["clip_id"], "reason": reason})
             progress(done, len(rows), f"skipped {row['clip_id']}: {reason}")
@@ -240,6 +274,8 @@ def _webdataset(
         result.samples += 1
         progress(done, len(rows), f"{done}/{len(rows)} clips cut")
     flush()
+    if blurrer:
+        blurrer.close()
     index = {
         "subset": record.name,
         "version": record.version,
@@ -247,11 +283,38 @@ def _webdataset(
         "shards": [os.path.basename(f) for f in result.files],
         "skipped": result.skipped,
         "pinned_tables": record.table_versions,
+        "privacy": "blur" if blur else None,
     }
     target = confined_path(out, f"{prefix}.json")
     text = json.dumps(index, indent=1)
     write_atomic(str(target), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     result.files.append(str(target))
+
+
+def _cleared(lh: Lakehouse, table: pa.Table, result: ExportResult) -> pa.Table:
+    """The manifest rows whose clip is cleared for export; the others go to ``skipped``.
+
+    A version materialized before the signals existed has no ``privacy_status`` in its pinned
+    view; then the latest status in the ``signals`` table decides."""
+    from lakehouse.privacy import refusal
+
+    ids = table.column("clip_id").to_pylist()
+    if "privacy_status" in table.column_names:
+        statuses = dict(zip(ids, table.column("privacy_status").to_pylist(), strict=True))
+    else:
+        rows = lh.sql(
+            "select clip_id, privacy_status from clip_facts where list_contains($ids, clip_id)",
+            {"ids": ids},
+        ).to_pylist()
+        statuses = {r["clip_id"]: r["privacy_status"] for r in rows}
+    keep = []
+    for i, clip_id in enumerate(ids):
+        reason = refusal(statuses.get(clip_id))
+        if reason is None:
+            keep.append(i)
+        else:
+            result.skipped.append({"clip_id": clip_id, "reason": reason})
+    return table.take(keep)
 
 
 def _uncuttable(row: dict[str, Any]) -> str | None:

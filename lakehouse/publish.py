@@ -37,7 +37,10 @@ if TYPE_CHECKING:
     from lakehouse.store import Lakehouse
 
 # The tables the ingest and embedding stages write; subsets and subset_clips are written whole
-# by one step (their commit marker is the subsets row) and are read at their latest version.
+# by one step (their commit marker is the subsets row) and are read at their latest version, as
+# are the derived curation tables (signals, signal_frames, viewpoint_predictions,
+# near_duplicates): each is one commit of one step, computed from published inputs, with checks
+# of its own, and its rows only add columns to clips readers already see.
 PIPELINE_TABLES = (
     "sources",
     "videos",

@@ -271,6 +271,111 @@ SUBSET_CLIPS = pa.schema(
     ]
 )
 
+# Human-centric signals (lakehouse.signals): one row per (clip, signal model); fractions are of the
+# clip's analysed frames (its keyframe times), areas are fractions of the frame.
+SIGNALS = pa.schema(
+    [
+        _key("signal_id"),  # <clip_id>:<model key>
+        pa.field("clip_id", pa.string()),
+        pa.field("video_id", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("model_id", pa.string()),
+        pa.field("settings", pa.string()),
+        pa.field("frame_source", pa.string()),
+        pa.field("keyframe_ids", pa.list_(pa.string())),
+        pa.field("frames", pa.int32()),
+        pa.field("hands_frac", pa.float64()),
+        pa.field("hands_0_frac", pa.float64()),
+        pa.field("hands_1_frac", pa.float64()),
+        pa.field("hands_2_frac", pa.float64()),
+        pa.field("left_hand_frac", pa.float64()),
+        pa.field("right_hand_frac", pa.float64()),
+        pa.field("mean_hand_area", pa.float64()),
+        pa.field("hand_motion", pa.float64()),
+        pa.field("person_frac", pa.float64()),
+        pa.field("full_body_frac", pa.float64()),
+        pa.field("body_motion", pa.float64()),
+        pa.field("max_persons", pa.int32()),
+        pa.field("face_frac", pa.float64()),
+        pa.field("max_faces", pa.int32()),
+        pa.field("max_face_area", pa.float64()),
+        pa.field("max_face_score", pa.float64()),
+        pa.field("privacy_status", pa.string()),
+        pa.field("sharpness", pa.float64()),
+        pa.field("min_sharpness", pa.float64()),
+        pa.field("brightness", pa.float64()),
+        pa.field("contrast", pa.float64()),
+        pa.field("motion_score", pa.float64()),
+        pa.field("camera_motion", pa.float64()),
+        pa.field("static_camera", pa.bool_()),
+        _ts("computed_at"),
+        pa.field("run_id", pa.string()),
+    ]
+)
+
+_BOX = pa.list_(pa.float32(), 4)
+
+# What the detectors found in each analysed frame, kept for later use (landmarks, boxes).
+SIGNAL_FRAMES = pa.schema(
+    [
+        _key("frame_signal_id"),  # <clip_id>:<idx>:<model key>
+        pa.field("clip_id", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("model_id", pa.string()),
+        pa.field("keyframe_id", pa.string()),
+        pa.field("idx", pa.int32()),
+        pa.field("time_s", pa.float64()),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("hand_count", pa.int32()),
+        pa.field("hand_sides", pa.list_(pa.string())),
+        pa.field("hand_scores", pa.list_(pa.float32())),
+        pa.field("hand_boxes", pa.list_(_BOX)),
+        pa.field("hand_landmarks", pa.list_(pa.list_(pa.float32(), 63))),  # 21 × (x, y, z)
+        pa.field("pose_landmarks", pa.list_(pa.float32(), 132)),  # 33 × (x, y, z, visibility)
+        pa.field("full_body", pa.bool_()),
+        pa.field("face_count", pa.int32()),
+        pa.field("face_scores", pa.list_(pa.float32())),
+        pa.field("face_boxes", pa.list_(_BOX)),
+        pa.field("sharpness", pa.float64()),
+        pa.field("brightness", pa.float64()),
+        pa.field("contrast", pa.float64()),
+        pa.field("run_id", pa.string()),
+    ]
+)
+
+# One row per clip: the viewpoint classifier's prediction (lakehouse.viewpoint).
+VIEWPOINT_PREDICTIONS = pa.schema(
+    [
+        _key("clip_id"),
+        pa.field("source", pa.string()),
+        pa.field("model_id", pa.string()),
+        pa.field("predicted_viewpoint", pa.string()),
+        pa.field("p_ego", pa.float64()),
+        pa.field("confidence", pa.float64()),
+        pa.field("labelled_viewpoint", pa.string()),
+        pa.field("held_out", pa.bool_()),  # a labelled clip predicted by a model not trained on it
+        pa.field("run_id", pa.string()),
+    ]
+)
+
+# One row per clip with an embedding: its near-duplicate cluster (lakehouse.duplicates).
+NEAR_DUPLICATES = pa.schema(
+    [
+        _key("clip_id"),
+        pa.field("source", pa.string()),
+        pa.field("cluster_id", pa.string()),  # the representative's clip_id
+        pa.field("near_duplicate_of", pa.string()),  # null for the representative
+        pa.field("is_representative", pa.bool_()),
+        pa.field("similarity", pa.float64()),  # to the representative
+        pa.field("cluster_size", pa.int32()),
+        pa.field("embedding", pa.string()),  # caption | visual
+        pa.field("model_id", pa.string()),
+        pa.field("threshold", pa.float64()),
+        pa.field("run_id", pa.string()),
+    ]
+)
+
 TABLES: dict[str, pa.Schema] = {
     "sources": SOURCES,
     "videos": VIDEOS,
@@ -280,6 +385,10 @@ TABLES: dict[str, pa.Schema] = {
     "quarantine": QUARANTINE,
     "subsets": SUBSETS,
     "subset_clips": SUBSET_CLIPS,
+    "signals": SIGNALS,
+    "signal_frames": SIGNAL_FRAMES,
+    "viewpoint_predictions": VIEWPOINT_PREDICTIONS,
+    "near_duplicates": NEAR_DUPLICATES,
 }
 
 

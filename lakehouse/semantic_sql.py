@@ -69,7 +69,9 @@ class SemanticFunctions:
                 null_handling=SPECIAL,
                 side_effects=False,
             )
-        for statement in MACROS.split(";"):
+        from lakehouse.duplicates import MACROS as DUPLICATE_MACROS
+
+        for statement in (MACROS + DUPLICATE_MACROS).split(";"):
             if statement.strip():
                 self.session.con.execute(statement)
 

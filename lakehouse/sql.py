@@ -61,6 +61,7 @@ ALLOWED_TABLE_FUNCTIONS = frozenset(
         "repeat",
         "caption_hits",
         "visual_hits",
+        "exclude_near_duplicates",
         "duckdb_tables",
         "duckdb_views",
         "duckdb_columns",

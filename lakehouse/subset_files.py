@@ -46,7 +46,10 @@ FUNCTION_TABLES = {
     "visual_similarity": ("clip_embeddings",),
     "caption_hits": ("text_embeddings", "clips"),
     "visual_hits": ("clip_embeddings", "clips"),
+    "exclude_near_duplicates": ("near_duplicates",),
 }
+# table macros whose first argument names the table or view they read
+TABLE_ARGUMENT_FUNCTIONS = {"exclude_near_duplicates"}
 
 
 @dataclass(frozen=True)
@@ -235,7 +238,12 @@ def references(sql: str) -> tuple[set[str], set[str]]:
             if name not in scope:
                 relations.add(name)
         if node.get("class") == "FUNCTION":
-            relations.update(FUNCTION_TABLES.get(node.get("function_name", "").lower(), ()))
+            function = node.get("function_name", "").lower()
+            relations.update(FUNCTION_TABLES.get(function, ()))
+            if function in TABLE_ARGUMENT_FUNCTIONS:
+                name = _table_argument(node)
+                if name and name not in scope:
+                    relations.add(name)
         if node.get("class") == "PARAMETER" and node.get("identifier"):
             params.add(node["identifier"])
         inner = scope
@@ -251,6 +259,23 @@ def references(sql: str) -> tuple[set[str], set[str]]:
 
     walk(tree, frozenset())
     return relations, params
+
+
+def _table_argument(node: dict[str, Any]) -> str | None:
+    """The table a table macro's first argument names: ``f(clip_facts)`` or ``f('clip_facts')``."""
+    args = node.get("arguments") or node.get("children") or []
+    if not args:
+        return None
+    first = args[0].get("expression", args[0]) if isinstance(args[0], dict) else None
+    if not isinstance(first, dict):
+        return None
+    if first.get("class") == "COLUMN_REF" and len(first.get("column_names", [])) == 1:
+        return first["column_names"][0].lower()
+    if first.get("class") == "CONSTANT":
+        literal = first.get("literal") or first.get("value") or {}
+        text = literal.get("text", literal.get("value")) if isinstance(literal, dict) else None
+        return text.lower() if isinstance(text, str) else None
+    return None
 
 
 def dependencies(sql: str, views: dict[str, str]) -> tuple[list[str], list[str]]:

@@ -10,7 +10,20 @@ import pytest
 
 from lakehouse.cli import main
 
-HEAVY = ("lance", "lancedb", "duckdb", "av", "dagster", "torch", "open_clip", "pyarrow", "polars")
+HEAVY = (
+    "lance",
+    "lancedb",
+    "duckdb",
+    "av",
+    "dagster",
+    "torch",
+    "open_clip",
+    "pyarrow",
+    "polars",
+    "mediapipe",
+    "cv2",
+    "sklearn",
+)
 
 
 def run(*args, cwd=None):

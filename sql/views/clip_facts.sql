@@ -1,6 +1,7 @@
--- clip_facts: one row per clip, with its video's metadata, its annotation text and taxonomy.
--- Clips whose video is not here yet (annotation-only catalogs) are kept, with probe_status
--- 'not_probed' and null video columns.
+-- clip_facts: one row per clip, with its video's metadata, its annotation text and taxonomy,
+-- and its hand/body/face/quality signals, predicted viewpoint and near-duplicate cluster
+-- (clip_signals; null until those assets have run for the clip). Clips whose video is not here
+-- yet (annotation-only catalogs) are kept, with probe_status 'not_probed' and null video columns.
 with
 
 clips as (
@@ -91,11 +92,22 @@ final as (
         annotation_text.expression,
         annotation_text.text_truncated,
         coalesce(annotation_text.annotation_count, 0) as annotation_count,
-        coalesce(keyframe_counts.keyframe_count, 0) as keyframe_count
+        coalesce(keyframe_counts.keyframe_count, 0) as keyframe_count,
+        case
+            when clips.viewpoint in ('ego', 'exo') then clips.viewpoint
+            else clip_signals.predicted_viewpoint
+        end as resolved_viewpoint,
+        case
+            when clips.viewpoint in ('ego', 'exo') then 'label'
+            when clip_signals.predicted_viewpoint is not null then 'predicted'
+        end as viewpoint_origin,
+        clip_signals.* exclude (clip_id, is_cluster_representative),
+        coalesce(clip_signals.is_cluster_representative, true) as is_cluster_representative
     from clips
     left join videos on videos.video_id = clips.video_id
     left join annotation_text on annotation_text.clip_id = clips.clip_id
     left join keyframe_counts on keyframe_counts.clip_id = clips.clip_id
+    left join clip_signals on clip_signals.clip_id = clips.clip_id
 )
 
 select * from final

@@ -1,0 +1,1 @@
+"""Signals domain: hand/body/face/quality signals, predicted viewpoint, near-duplicates."""
