@@ -13,6 +13,7 @@ from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from lakehouse import ids
+from lakehouse.schemas import CLIP_TEXT_FIELDS
 from lakehouse.stage import StageResult
 
 if TYPE_CHECKING:
@@ -127,6 +128,9 @@ def _annotated_clip(
         "taxonomy_l2": _first(anns, "taxonomy_l2"),
         "taxonomy_l3": _first(anns, "taxonomy_l3"),
         "quality_score": _first(anns, "quality_score"),
+        "annotation_count": len(anns),
+        **{name: _first(anns, name) for name in CLIP_TEXT_FIELDS},
+        "text_truncated": _first(anns, "text_truncated"),
     }
 
 
@@ -173,6 +177,7 @@ def _segmented_clips(
                 "taxonomy_l2": None,
                 "taxonomy_l3": None,
                 "quality_score": None,
+                "annotation_count": 0,
             }
         )
     return out

@@ -17,9 +17,9 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 from lakehouse import quarantine as q
+from lakehouse.compute import run_tasks
 from lakehouse.stage import Progress, StageResult, no_progress, record_issues
 from lakehouse.store import WriteResult, in_list
-from lakehouse.workers import run_supervised
 
 if TYPE_CHECKING:
     from lakehouse.config import KeyframeSettings
@@ -142,10 +142,10 @@ def extract_keyframes(
     pending: list[dict[str, Any]] = []
     inserted = 0
     progress(0, len(tasks), f"keyframes for {len(tasks)} video(s)")
-    outcomes = run_supervised(
+    outcomes = run_tasks(
+        lh.config,
         "lakehouse.keyframes:extract_video_keyframes",
         tasks,
-        workers=lh.config.ingest.workers,
         timeout_s=settings.timeout_s,
         memory_mb=lh.config.ingest.worker_memory_mb,
     )

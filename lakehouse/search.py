@@ -472,7 +472,8 @@ def _like(lh: Lakehouse, clip_id: str, mode: str, flt: Filter, k: int) -> list[d
 
 def refresh_indexes(lh: Lakehouse) -> dict[str, Any]:
     """Build or refresh the search indexes: ANN on vectors past ``search.ann_min_rows``,
-    full-text on caption text, scalar indexes on the filter columns. Incremental once built."""
+    full-text on caption text, scalar indexes on the filter columns of the vector tables and of
+    the SQL tables (``lakehouse.scan``). Incremental once built."""
     from lancedb.index import Bitmap, BTree, IvfRq
 
     report: dict[str, Any] = {}
@@ -509,4 +510,7 @@ def refresh_indexes(lh: Lakehouse) -> dict[str, Any]:
                 table.optimize(cleanup_older_than=dt.timedelta(days=30))
                 actions.append(f"indexes refreshed ({max(stats)} new rows)")
         report[name] = {"rows": rows, "actions": actions or ["up to date"]}
+    from lakehouse.scan import refresh_scalar_indexes
+
+    report.update(refresh_scalar_indexes(lh))
     return report

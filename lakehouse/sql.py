@@ -25,6 +25,7 @@ from lakehouse.errors import (
     QueryRefusedError,
     QueryTimeoutError,
 )
+from lakehouse.scan import for_sql
 
 if TYPE_CHECKING:
     import duckdb
@@ -105,7 +106,7 @@ class Session:
             )
             if ds is not None:
                 self.versions[name] = ds.version
-                self.con.register(name, ds)
+                self.con.register(name, for_sql(ds))
             elif name in known:
                 self.con.register(name, self.lh.schema(name).empty_table())
         return names
