@@ -160,18 +160,21 @@ class Lakehouse:
         if name not in self._lancedb_tables:
             if not self.exists(name):
                 return None
-            if self._lancedb is None:
-                import datetime as dt
-
-                import lancedb
-
-                self._lancedb = lancedb.connect(
-                    self.root,
-                    read_consistency_interval=dt.timedelta(0),
-                    storage_options=self.config.storage_options or None,
-                )
-            self._lancedb_tables[name] = self._lancedb.open_table(name)
+            self._lancedb_tables[name] = self._db().open_table(name)
         return self._lancedb_tables[name]
+
+    def _db(self) -> Any:
+        if self._lancedb is None:
+            import datetime as dt
+
+            import lancedb
+
+            self._lancedb = lancedb.connect(
+                self.root,
+                read_consistency_interval=dt.timedelta(0),
+                storage_options=self.config.storage_options or None,
+            )
+        return self._lancedb
 
     def exists(self, name: str) -> bool:
         return self.dataset(name) is not None
@@ -180,12 +183,12 @@ class Lakehouse:
         """Tables that exist under the root, known ones first."""
         names = [n for n in [*schemas.TABLES, *schemas.DYNAMIC_TABLES] if self.exists(n)]
         if self.config.is_local and os.path.isdir(self.root):
-            extra = sorted(
-                e[: -len(".lance")]
-                for e in os.listdir(self.root)
-                if e.endswith(".lance") and e[: -len(".lance")] not in names
-            )
-            names.extend(extra)
+            found = [e[: -len(".lance")] for e in os.listdir(self.root) if e.endswith(".lance")]
+        elif not self.config.is_local:  # an object store: list the prefix (one request)
+            found = list(self._db().table_names())
+        else:
+            found = []
+        names.extend(sorted(n for n in found if n not in names))
         return names
 
     def info(self) -> list[TableInfo]:
