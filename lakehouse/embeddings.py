@@ -58,7 +58,8 @@ def prefetch(items: Iterable[T], work: Callable[[T], R], depth: int = 2) -> Iter
 def clip_metadata(lh: Lakehouse, source: Source, *, probed_only: bool) -> dict[str, dict[str, Any]]:
     """The search metadata of each clip of ``source`` (first short caption of its annotations)."""
     flt = source.scope + (" AND probe_status = 'ok'" if probed_only else "")
-    clips = lh.read("clips", filter=flt).to_pylist()
+    names = [n for n in schemas.SEARCH_METADATA_NAMES if n != "short_caption"]
+    clips = lh.read("clips", columns=["clip_id", *names], filter=flt).to_pylist()
     captions: dict[str, str] = {}
     anns = lh.read(
         "annotations",

@@ -123,7 +123,11 @@ def extract_keyframes(
     """Extract keyframes for the clips of ``source`` that lack them (under current settings)."""
     settings = lh.config.keyframes
     fingerprint = settings.fingerprint()
-    clips = lh.read("clips", filter=f"{source.scope} AND probe_status = 'ok'").to_pylist()
+    clips = lh.read(
+        "clips",
+        columns=["clip_id", "video_id", "start_s", "end_s"],
+        filter=f"{source.scope} AND probe_status = 'ok'",
+    ).to_pylist()
     existing = lh.read(
         "keyframes", columns=["keyframe_id", "clip_id", "settings"], filter=source.scope
     ).to_pylist()
@@ -134,7 +138,13 @@ def extract_keyframes(
         for r in existing
         if r["clip_id"] not in current or r["settings"] != fingerprint
     ]
-    videos = {v["video_id"]: v for v in lh.read("videos", filter=source.scope).to_pylist()}
+    video_columns = ["video_id", "uri", "relpath", "fps", "start_time_s", "rotation"]
+    videos = {
+        v["video_id"]: v
+        for v in lh.read(
+            "videos", columns=[*video_columns, "keyframe_times_s"], filter=source.scope
+        ).to_pylist()
+    }
     tasks = _tasks([c for c in clips if c["clip_id"] not in done], videos, settings)
     clip_video = {c["clip_id"]: c["video_id"] for c in clips}
     clip_start = {c["clip_id"]: c["start_s"] for c in clips}

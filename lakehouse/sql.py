@@ -14,6 +14,7 @@ import re
 import shutil
 import tempfile
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -216,9 +217,31 @@ def run_sql(
     versions: Mapping[str, int | str] | None = None,
     timeout_s: float | None = None,
 ) -> pa.Table:
-    """Open a locked session, run one query, close it."""
-    with Session(lh, versions=versions) as session:
+    """Run one query in a locked session. Without pinned ``versions`` the session is kept and
+    reused while no table has a new version and the view files are unchanged: building one
+    (a connection, every dataset registered, the views compiled) costs tens of milliseconds,
+    as much as a selective query over millions of rows."""
+    if versions is not None:
+        with Session(lh, versions=versions) as session:
+            return session.query(sql, params, timeout_s=timeout_s)
+    views = read_views([lh.config.sql_dirs["views"]])
+    key = (tuple(sorted(lh.versions().items())), tuple(sorted(views.items())))
+    with _SESSIONS_LOCK:
+        cached = getattr(lh, "_sql_session", None)
+        if cached is None or cached[0] != key:
+            if cached is not None:
+                with cached[2]:
+                    cached[1].close()
+            session = Session(lh, view_sql=views)
+            weakref.finalize(session, shutil.rmtree, session._tmp, ignore_errors=True)
+            cached = (key, session, threading.Lock())
+            lh._sql_session = cached
+    _, session, lock = cached
+    with lock:
         return session.query(sql, params, timeout_s=timeout_s)
+
+
+_SESSIONS_LOCK = threading.Lock()
 
 
 def read_query_arg(text: str) -> str:
