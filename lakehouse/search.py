@@ -11,7 +11,6 @@ it, the vectors are scanned exactly instead of through the ANN index.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -507,7 +506,10 @@ def refresh_indexes(lh: Lakehouse) -> dict[str, Any]:
         elif existing:
             stats = [i.num_unindexed_rows or 0 for i in table.list_indices()]
             if any(stats):
-                table.optimize(cleanup_older_than=dt.timedelta(days=30))
+                # fold the new rows into the indexes only: LanceDB's table.optimize() also
+                # compacts, which rewrites every fragment under 1M rows (the whole table, when
+                # it was written in batches) for each increment
+                lh.dataset(name).optimize.optimize_indices()
                 actions.append(f"indexes refreshed ({max(stats)} new rows)")
         report[name] = {"rows": rows, "actions": actions or ["up to date"]}
     from lakehouse.scan import refresh_scalar_indexes

@@ -185,7 +185,13 @@ class Lakehouse:
         if self.config.is_local and os.path.isdir(self.root):
             found = [e[: -len(".lance")] for e in os.listdir(self.root) if e.endswith(".lance")]
         elif not self.config.is_local:  # an object store: list the prefix (one request)
-            found = list(self._db().table_names())
+            found, token = [], None
+            while True:
+                page = self._db().list_tables(page_token=token)
+                found += list(page.tables)
+                token = page.page_token
+                if not token:
+                    break
         else:
             found = []
         names.extend(sorted(n for n in found if n not in names))
