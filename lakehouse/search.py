@@ -490,6 +490,9 @@ def refresh_indexes(lh: Lakehouse) -> dict[str, Any]:
             ("viewpoint", Bitmap()),
             ("source", Bitmap()),
             ("duration_s", BTree()),
+            ("taxonomy_l1", Bitmap()),
+            ("taxonomy_l2", Bitmap()),
+            ("taxonomy_l3", Bitmap()),
         ):
             if (column,) not in existing and rows:
                 table.create_index(column, config=config)
