@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import resource
@@ -262,22 +263,31 @@ def search(args: argparse.Namespace) -> None:
     print(f"exact ground truth: {truth_s:.0f} s, peak RSS so far {truth_rss:.0f} MB", flush=True)
     rows = []
     model_id = resolve_clip(lh.config.models, check_online=False).model_id
-    for name, where in SEARCH_FILTERS.items():
-        _, plan = vector_table(lh, CLIP_TABLE).nearest(
+    variants = {"defaults": lh}
+    for probes, refine in args.sweep:
+        tuned = dataclasses.replace(lh.config.search, nprobes=probes, refine_factor=refine)
+        variants[f"nprobes={probes} refine={refine}"] = Lakehouse(
+            dataclasses.replace(lh.config, search=tuned)
+        )
+    for (name, where), (label, lhv) in itertools.product(SEARCH_FILTERS.items(), variants.items()):
+        _, plan = vector_table(lhv, CLIP_TABLE).nearest(
             queries[0], model_id=model_id, condition=where, columns=["clip_id"], limit=args.k
         )
+        if label != "defaults" and plan.kind != "ann":
+            continue
         for q in queries[:5]:  # warm-up
-            lakehouse_search(lh, vector=q, mode="visual", k=args.k, where=where)
+            lakehouse_search(lhv, vector=q, mode="visual", k=args.k, where=where)
         times, recalls = [], []
         for i, q in enumerate(queries):
             t = time.perf_counter()
-            hits = lakehouse_search(lh, vector=q, mode="visual", k=args.k, where=where)
+            hits = lakehouse_search(lhv, vector=q, mode="visual", k=args.k, where=where)
             times.append((time.perf_counter() - t) * 1000)
             want = truth[name][i]
             recalls.append(len(want & set(hits.column("clip_id").to_pylist())) / max(1, len(want)))
         rows.append(
             {
                 "filter": name,
+                "settings": label,
                 "passing": plan.passing,
                 "plan": plan.kind,
                 "nprobes": plan.nprobes,
@@ -434,6 +444,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument(
+        "--sweep",
+        type=lambda text: tuple(int(x) for x in text.split(",")),
+        nargs="*",
+        default=[(40, 20)],
+        help="search: extra (nprobes,refine_factor) settings timed on the ANN cases",
+    )
     parser.add_argument("--keep", action="store_true", help="leave the data at --root")
     args = parser.parse_args()
     if args.phase != "all":

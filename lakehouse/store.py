@@ -400,9 +400,18 @@ class Lakehouse:
         return before - self.dataset(name).count_rows()
 
 
+# Past this much new data a merge joins by scanning the table's keys instead of looking them up
+# in the key's btree index: Lance's index lookup holds the whole source in a hash table that
+# cannot spill, and fails beyond its 300 MB memory pool (100k clip rows on a 10M-row table);
+# the scan join is as fast at that size.
+INDEXED_MERGE_MAX_BYTES = 32 * 1024 * 1024
+
+
 def _execute(builder: Any, data: pa.Table) -> dict[str, int]:
     # Lance retries optimistic-concurrency conflicts itself; a transient I/O error gets a few
     # more tries with backoff before the step fails loudly.
+    if data.nbytes > INDEXED_MERGE_MAX_BYTES:
+        builder = builder.use_index(False)
     delay = 0.2
     for attempt in range(4):
         try:
