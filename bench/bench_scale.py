@@ -320,11 +320,11 @@ def incremental(args: argparse.Namespace) -> None:
     new = max(1, before // 100)
     spec = CorpusSpec(
         clips=new,
-        source="increment",
-        seed=1,
+        source=f"increment{args.increment_seed}",
+        seed=args.increment_seed,
         model_id=model_id,
         batch_clips=args.batch,
-        first_video=10**9,
+        first_video=10**9 * args.increment_seed,
     )
     start = time.perf_counter()
     stats = write_corpus(lh, spec, embeddings=lh.exists(CLIP_TABLE))
@@ -436,6 +436,7 @@ def main() -> None:
         "phase", choices=["all", "generate", "sql", "search", "incremental", "stages"]
     )
     parser.add_argument("--stage-clips", type=int, default=200_000)
+    parser.add_argument("--increment-seed", type=int, default=1, help="incremental: which 1%")
     parser.add_argument("--increment", action="store_true", help="stages: add 1% as a new source")
     parser.add_argument("--clips", type=int, default=1_000_000)
     parser.add_argument("--root", default="/tmp/bench_scale")

@@ -475,6 +475,8 @@ def refresh_indexes(lh: Lakehouse) -> dict[str, Any]:
     the SQL tables (``lakehouse.scan``). Incremental once built."""
     from lancedb.index import Bitmap, BTree, IvfRq
 
+    from lakehouse.scan import fold_new_rows
+
     report: dict[str, Any] = {}
     settings = lh.config.search
     for name in (CLIP_TABLE, TEXT_TABLE):
@@ -512,7 +514,7 @@ def refresh_indexes(lh: Lakehouse) -> dict[str, Any]:
                 # fold the new rows into the indexes only: LanceDB's table.optimize() also
                 # compacts, which rewrites every fragment under 1M rows (the whole table, when
                 # it was written in batches) for each increment
-                lh.dataset(name).optimize.optimize_indices()
+                fold_new_rows(lh.dataset(name))
                 actions.append(f"indexes refreshed ({max(stats)} new rows)")
         report[name] = {"rows": rows, "actions": actions or ["up to date"]}
     from lakehouse.scan import refresh_scalar_indexes
