@@ -119,12 +119,17 @@ def ingest_videos(
 
 
 def _add(rows: dict[str, dict[str, Any]], row: dict[str, Any], names: list[str]) -> None:
-    """Keep one row per content hash; every other name it was found under is an alias."""
+    """Keep one row per content hash, named by its first path in sort order (not by which
+    probe finished first); every other name it was found under is an alias."""
     vid = row["video_id"]
-    target = rows.setdefault(vid, row)
-    aliases = set(target.get("aliases") or [])
-    aliases.update(n for n in names if n != target["relpath"])
-    target["aliases"] = sorted(aliases)
+    current = rows.get(vid)
+    aliases = {*names, *(row.get("aliases") or [])}
+    if current is not None:
+        aliases |= {current["relpath"], *(current.get("aliases") or [])}
+        if current["relpath"] <= row["relpath"]:
+            row = current
+    row["aliases"] = sorted(a for a in aliases if a != row["relpath"])
+    rows[vid] = row
 
 
 def _owned_by_other_sources(lh: Lakehouse, source: Source, video_ids: list[str]) -> set[str]:
