@@ -13,6 +13,7 @@ from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from lakehouse import ids
+from lakehouse.schemas import CLIP_TEXT_FIELDS
 from lakehouse.stage import StageResult
 
 if TYPE_CHECKING:
@@ -62,11 +63,40 @@ def segment(
     return out
 
 
+VIDEO_COLUMNS = ["video_id", "uri", "fps", "duration_s", "num_frames", "scene_cuts_s"]
+ANNOTATION_COLUMNS = [
+    "clip_id",
+    "video_id",
+    "uri",
+    "annotation_source",
+    "line_number",
+    "start_s",
+    "end_s",
+    "viewpoint",
+    "video_status",
+    "external_id",
+    "source_video_id",
+    "taxonomy_l1",
+    "taxonomy_l2",
+    "taxonomy_l3",
+    "quality_score",
+    *CLIP_TEXT_FIELDS,
+    "text_truncated",
+]
+
+
 def build_clips(lh: Lakehouse, source: Source, *, run_id: str) -> StageResult:
     """Derive the clips of ``source`` from its annotations and videos."""
     settings = lh.config.ingest
-    videos = {r["video_id"]: r for r in lh.read("videos", filter=source.scope).to_pylist()}
-    annotations = lh.read("annotations", filter=source.scope).to_pylist()
+    # only the columns a clip is made of (not fields_json, keyframe times…): a source's rows
+    # are held in memory, so every column left out is memory saved per clip
+    videos = {
+        r["video_id"]: r
+        for r in lh.read("videos", columns=VIDEO_COLUMNS, filter=source.scope).to_pylist()
+    }
+    annotations = lh.read(
+        "annotations", columns=ANNOTATION_COLUMNS, filter=source.scope
+    ).to_pylist()
     by_clip: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for ann in sorted(annotations, key=lambda a: (a["annotation_source"], a["line_number"])):
         by_clip[ann["clip_id"]].append(ann)
@@ -127,6 +157,9 @@ def _annotated_clip(
         "taxonomy_l2": _first(anns, "taxonomy_l2"),
         "taxonomy_l3": _first(anns, "taxonomy_l3"),
         "quality_score": _first(anns, "quality_score"),
+        "annotation_count": len(anns),
+        **{name: _first(anns, name) for name in CLIP_TEXT_FIELDS},
+        "text_truncated": _first(anns, "text_truncated"),
     }
 
 
@@ -173,6 +206,7 @@ def _segmented_clips(
                 "taxonomy_l2": None,
                 "taxonomy_l3": None,
                 "quality_score": None,
+                "annotation_count": 0,
             }
         )
     return out

@@ -18,6 +18,7 @@ from typing import Any
 from lakehouse.errors import ConfigError
 
 DEFAULT_ROOT = "./lakehouse_data"
+COMPUTE_BACKENDS = ("local", "ray")
 CONFIG_FILE_NAME = "lakehouse.toml"
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -161,6 +162,17 @@ class SignalSettings:
 
 
 @dataclass(frozen=True)
+class ComputeSettings:
+    """Where the heavy per-item work (probe, keyframes, CLIP embeddings) runs."""
+
+    backend: str = "local"  # "local": supervised worker processes; "ray": Ray tasks
+    ray_address: str = ""  # "" joins the Ray runtime already started in this process, or
+    #                        starts a local one; "auto" or "ray://host:10001" joins a cluster
+    ray_cpus_per_task: float = 1.0
+    max_in_flight: int = 0  # tasks submitted at once on Ray; 0: twice the cluster's CPUs
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything a lakehouse run needs to know; build it with :meth:`Config.load`."""
 
@@ -174,6 +186,7 @@ class Config:
     models: ModelSettings = field(default_factory=ModelSettings)
     search: SearchSettings = field(default_factory=SearchSettings)
     signals: SignalSettings = field(default_factory=SignalSettings)
+    compute: ComputeSettings = field(default_factory=ComputeSettings)
 
     @property
     def is_local(self) -> bool:
@@ -231,6 +244,7 @@ class Config:
             "models": ModelSettings,
             "search": SearchSettings,
             "signals": SignalSettings,
+            "compute": ComputeSettings,
         }
         kwargs: dict[str, Any] = {}
         known = {f.name for f in fields(cls)}
@@ -246,6 +260,11 @@ class Config:
             else:
                 kwargs[key] = value
         config = cls(**kwargs)
+        if config.compute.backend not in COMPUTE_BACKENDS:
+            raise ConfigError(
+                f"compute.backend must be one of {list(COMPUTE_BACKENDS)}, "
+                f"not {config.compute.backend!r}."
+            )
         return replace(config, root=normalize_root(config.root))
 
     def with_root(self, root: str | os.PathLike[str]) -> Config:

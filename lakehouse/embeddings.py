@@ -11,7 +11,9 @@ preprocessing of the next batch run in a thread while the model works on the cur
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import io
 from collections import defaultdict
@@ -26,6 +28,7 @@ from lakehouse.stage import Progress, StageResult, no_progress
 from lakehouse.store import WriteResult, in_list, sql_literal
 
 if TYPE_CHECKING:
+    from lakehouse.config import ModelSettings
     from lakehouse.sources import Source
     from lakehouse.store import Lakehouse
 
@@ -55,7 +58,8 @@ def prefetch(items: Iterable[T], work: Callable[[T], R], depth: int = 2) -> Iter
 def clip_metadata(lh: Lakehouse, source: Source, *, probed_only: bool) -> dict[str, dict[str, Any]]:
     """The search metadata of each clip of ``source`` (first short caption of its annotations)."""
     flt = source.scope + (" AND probe_status = 'ok'" if probed_only else "")
-    clips = lh.read("clips", filter=flt).to_pylist()
+    names = [n for n in schemas.SEARCH_METADATA_NAMES if n != "short_caption"]
+    clips = lh.read("clips", columns=["clip_id", *names], filter=flt).to_pylist()
     captions: dict[str, str] = {}
     anns = lh.read(
         "annotations",
@@ -128,7 +132,6 @@ def embed_clips(
     model: ClipModel | None = None,
 ) -> StageResult:
     """CLIP-embed the keyframes of every clip of ``source`` that lacks a vector for the model."""
-    import numpy as np
 
     settings = lh.config.models
     resolved = model.resolved if model else resolve_clip(settings)
@@ -166,15 +169,12 @@ def embed_clips(
         chunks = [todo[i : i + CHUNK_CLIPS] for i in range(0, len(todo), CHUNK_CLIPS)]
         done = 0
         progress(0, len(todo), f"embedding {len(todo)} clip(s) with {model_id}")
-        for chunk, (ids, tensors) in zip(
-            chunks, prefetch(chunks, lambda c: _load_keyframes(lh, c, frames, model)), strict=True
-        ):
-            vectors = np.concatenate(
-                [
-                    model.encode_images(tensors[i : i + settings.batch_size])
-                    for i in range(0, len(ids), settings.batch_size)
-                ]
-            )
+        encoded = (
+            _encode_on_cluster(lh, chunks, frames)
+            if lh.config.compute.backend != "local"
+            else _encode_here(lh, chunks, frames, model)
+        )
+        for chunk, ids, vectors in encoded:
             rows = _clip_rows(chunk, frames, ids, vectors, meta, model_id, key, run_id)
             inserted += lh.upsert(CLIP_TABLE, rows, schema=schema).inserted
             done += len(chunk)
@@ -198,6 +198,81 @@ def embed_clips(
         else 0,
         details={"model_id": model_id, "embedded": len(todo), "clips_with_keyframes": len(frames)},
     )
+
+
+def _encode_here(
+    lh: Lakehouse, chunks: list[list[str]], frames: dict[str, list[str]], model: ClipModel
+) -> Iterator[tuple[list[str], list[str], Any]]:
+    """``(chunk, keyframe ids, vectors)`` per chunk, encoded in this process; the next chunk's
+    JPEGs are decoded in a thread while the model works."""
+    import numpy as np
+
+    batch = lh.config.models.batch_size
+    loaded = prefetch(chunks, lambda c: _load_keyframes(lh, c, frames, model))
+    for chunk, (ids, tensors) in zip(chunks, loaded, strict=True):
+        parts = [model.encode_images(tensors[i : i + batch]) for i in range(0, len(ids), batch)]
+        yield chunk, ids, np.concatenate(parts) if parts else np.empty((0, 0), np.float32)
+
+
+def _encode_on_cluster(
+    lh: Lakehouse, chunks: list[list[str]], frames: dict[str, list[str]]
+) -> Iterator[tuple[list[str], list[str], Any]]:
+    """The same, one task per chunk on the configured compute backend (``lakehouse.compute``):
+    this process reads the JPEGs and writes the rows, the tasks only decode and encode."""
+    from lakehouse.compute import run_tasks
+    from lakehouse.errors import PipelineError
+
+    settings = dataclasses.asdict(lh.config.models)
+
+    def tasks() -> Iterator[tuple[int, dict[str, Any]]]:
+        for n, chunk in enumerate(chunks):
+            wanted = [k for c in chunk for k in frames[c]]
+            table = lh.read(
+                "keyframes", columns=["keyframe_id", "jpeg"], filter=in_list("keyframe_id", wanted)
+            )
+            jpegs = dict(
+                zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True)
+            )
+            items = [(k, jpegs[k]) for k in wanted if k in jpegs]
+            yield n, {"models": settings, "keyframes": items}
+
+    for outcome in run_tasks(
+        lh.config, "lakehouse.embeddings:encode_keyframes", tasks(), timeout_s=3600.0
+    ):
+        if not outcome.ok:
+            raise PipelineError(f"CLIP embedding task failed: {outcome.message}")
+        ids, vectors = outcome.value
+        yield chunks[outcome.key], ids, vectors
+
+
+def encode_keyframes(payload: dict[str, Any]) -> tuple[list[str], Any]:
+    """Task body: CLIP vectors of ``(keyframe_id, jpeg)`` pairs, with the model of the settings
+    (loaded once per worker process)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from lakehouse.config import ModelSettings
+
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in payload["models"].items()}
+    settings = ModelSettings(**values)
+    model = _worker_clip(settings)
+    ids = [k for k, _ in payload["keyframes"]]
+    if not ids:
+        return [], np.empty((0, 0), np.float32)
+    images = [
+        model.preprocess(Image.open(io.BytesIO(jpeg)).convert("RGB"))
+        for _, jpeg in payload["keyframes"]
+    ]
+    tensors = torch.stack(images)
+    batch = settings.batch_size
+    parts = [model.encode_images(tensors[i : i + batch]) for i in range(0, len(ids), batch)]
+    return ids, np.concatenate(parts)
+
+
+@functools.cache
+def _worker_clip(settings: ModelSettings) -> ClipModel:
+    return load_clip(settings)
 
 
 def _load_keyframes(

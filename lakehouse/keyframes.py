@@ -17,9 +17,9 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 from lakehouse import quarantine as q
+from lakehouse.compute import run_tasks
 from lakehouse.stage import Progress, StageResult, no_progress, record_issues
 from lakehouse.store import WriteResult, in_list
-from lakehouse.workers import run_supervised
 
 # Failures of the worker process rather than of the file keep their own reason codes.
 _WORKER_CODES = {
@@ -67,6 +67,13 @@ def plan_reads(
 def extract_video_keyframes(payload: dict[str, Any]) -> list[dict[str, Any]]:
     """Worker entry point: decode the sample frames of one video and encode thumbnails."""
     import av
+    import av.logging
+
+    # No Python log callback while frame threads run: a worker process that probed before has
+    # PyAV's logging on (probe reads FFmpeg's error log), and a frame thread that logs while the
+    # decoder is freed mid-stream (after a seek, h264 logs errors) waits for the GIL that the
+    # freeing thread holds — a deadlock, seen on Ray workers. Keyframes do not read the log.
+    av.logging.set_level(None)
 
     targets = sorted(payload["targets"], key=lambda x: x[2])
     times = [t for _, _, t in targets]
@@ -130,7 +137,11 @@ def extract_keyframes(
     """Extract keyframes for the clips of ``source`` that lack them (under current settings)."""
     settings = lh.config.keyframes
     fingerprint = settings.fingerprint()
-    clips = lh.read("clips", filter=f"{source.scope} AND probe_status = 'ok'").to_pylist()
+    clips = lh.read(
+        "clips",
+        columns=["clip_id", "video_id", "start_s", "end_s"],
+        filter=f"{source.scope} AND probe_status = 'ok'",
+    ).to_pylist()
     existing = lh.read(
         "keyframes", columns=["keyframe_id", "clip_id", "settings"], filter=source.scope
     ).to_pylist()
@@ -141,7 +152,13 @@ def extract_keyframes(
         for r in existing
         if r["clip_id"] not in current or r["settings"] != fingerprint
     ]
-    videos = {v["video_id"]: v for v in lh.read("videos", filter=source.scope).to_pylist()}
+    video_columns = ["video_id", "uri", "relpath", "fps", "start_time_s", "rotation"]
+    videos = {
+        v["video_id"]: v
+        for v in lh.read(
+            "videos", columns=[*video_columns, "keyframe_times_s"], filter=source.scope
+        ).to_pylist()
+    }
     tasks = _tasks([c for c in clips if c["clip_id"] not in done], videos, settings)
     clip_video = {c["clip_id"]: c["video_id"] for c in clips}
     clip_start = {c["clip_id"]: c["start_s"] for c in clips}
@@ -149,10 +166,10 @@ def extract_keyframes(
     pending: list[dict[str, Any]] = []
     inserted = 0
     progress(0, len(tasks), f"keyframes for {len(tasks)} video(s)")
-    outcomes = run_supervised(
+    outcomes = run_tasks(
+        lh.config,
         "lakehouse.keyframes:extract_video_keyframes",
         tasks,
-        workers=lh.config.ingest.workers,
         timeout_s=settings.timeout_s,
         memory_mb=lh.config.ingest.worker_memory_mb,
     )

@@ -30,8 +30,12 @@ def probe_file(payload: dict[str, Any]) -> dict[str, Any]:
     sha = hash_file(path)
     base = {"sha256": sha, "video_id": video_id_from_sha256(sha)}
     av.logging.set_level(av.logging.ERROR)
-    with av.logging.Capture(local=False) as logs:
-        result = _probe(path, payload, base, logs)
+    try:
+        with av.logging.Capture(local=False) as logs:
+            result = _probe(path, payload, base, logs)
+    finally:
+        # logging off again for whatever this worker process decodes next (see keyframes)
+        av.logging.set_level(None)
     if not result["ok"] and _out_of_memory(result["message"], _log_lines(logs)):
         # an allocation that failed under the per-file memory limit, not a broken file: a
         # transient reason, so raising ingest.worker_memory_mb and re-ingesting reads it again

@@ -66,6 +66,20 @@ VIDEOS = pa.schema(
     ]
 )
 
+# Annotation text fields copied onto each clip (``clips`` and so ``clip_facts``).
+CLIP_TEXT_FIELDS = (
+    "short_caption",
+    "long_caption",
+    "semantic_motion",
+    "motion_sequence",
+    "environment",
+    "subject_sex",
+    "subject_appearance",
+    "spatial_progression",
+    "gait",
+    "expression",
+)
+
 CLIPS = pa.schema(
     [
         _key("clip_id"),
@@ -87,6 +101,11 @@ CLIPS = pa.schema(
         pa.field("taxonomy_l2", pa.string()),
         pa.field("taxonomy_l3", pa.string()),
         pa.field("quality_score", pa.float64()),
+        # The clip's annotation text (first non-null value over its annotation rows), kept here
+        # so that clip_facts reads one table per clip instead of aggregating ``annotations``.
+        pa.field("annotation_count", pa.int32()),
+        *[pa.field(name, pa.string()) for name in CLIP_TEXT_FIELDS],
+        pa.field("text_truncated", pa.bool_()),
         pa.field("run_id", pa.string()),
     ]
 )

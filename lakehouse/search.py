@@ -11,7 +11,6 @@ it, the vectors are scanned exactly instead of through the ANN index.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -486,7 +485,10 @@ def _like(lh: Lakehouse, clip_id: str, mode: str, flt: Filter, k: int) -> list[d
 
 def refresh_indexes(lh: Lakehouse) -> dict[str, Any]:
     """Build or refresh the search indexes: ANN on vectors past ``search.ann_min_rows``,
-    full-text on caption text, scalar indexes on the filter columns. Incremental once built."""
+    full-text on caption text, scalar indexes on the filter columns of the vector tables and of
+    the SQL tables (``lakehouse.scan``). Incremental once built."""
+    from lakehouse.scan import refresh_scalar_indexes
+
     report: dict[str, Any] = {}
     for name in (CLIP_TABLE, TEXT_TABLE):
         table = lh.lancedb_table(name, latest=True)
@@ -498,11 +500,14 @@ def refresh_indexes(lh: Lakehouse) -> dict[str, Any]:
             report[name] = commit_with_retry(
                 name, lambda table=table, name=name: _refresh(lh, table, name)
             )
+    report.update(refresh_scalar_indexes(lh))
     return report
 
 
 def _refresh(lh: Lakehouse, table: Any, name: str) -> dict[str, Any]:
     from lancedb.index import Bitmap, BTree, IvfRq
+
+    from lakehouse.scan import fold_new_rows
 
     settings = lh.config.search
     rows = table.count_rows()
@@ -514,6 +519,9 @@ def _refresh(lh: Lakehouse, table: Any, name: str) -> dict[str, Any]:
         ("viewpoint", Bitmap()),
         ("source", Bitmap()),
         ("duration_s", BTree()),
+        ("taxonomy_l1", Bitmap()),
+        ("taxonomy_l2", Bitmap()),
+        ("taxonomy_l3", Bitmap()),
     ):
         if (column,) not in existing and rows:
             table.create_index(column, config=config)
@@ -530,6 +538,9 @@ def _refresh(lh: Lakehouse, table: Any, name: str) -> dict[str, Any]:
     elif existing:
         stats = [i.num_unindexed_rows or 0 for i in table.list_indices()]
         if any(stats):
-            table.optimize(cleanup_older_than=dt.timedelta(days=30))
+            # fold the new rows into the indexes only: LanceDB's table.optimize() also
+            # compacts, which rewrites every fragment under 1M rows (the whole table, when
+            # it was written in batches) for each increment
+            fold_new_rows(lh.dataset(name))
             actions.append(f"indexes refreshed ({max(stats)} new rows)")
     return {"rows": rows, "actions": actions or ["up to date"]}

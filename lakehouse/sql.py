@@ -31,6 +31,7 @@ import re
 import shutil
 import tempfile
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,7 @@ from lakehouse.errors import (
     QueryRefusedError,
     QueryTimeoutError,
 )
+from lakehouse.scan import for_sql
 
 if TYPE_CHECKING:
     import duckdb
@@ -174,7 +176,7 @@ class Session:
                 ds = self.lh.published_dataset(name, publication)
             if ds is not None:
                 self.versions[name] = ds.version
-                self.con.register(name, ds)
+                self.con.register(name, for_sql(ds))
             elif name in known:
                 self.con.register(name, self.lh.schema(name).empty_table())
         return names
@@ -372,14 +374,41 @@ def run_sql(
     timeout_s: float | None = None,
     isolated: bool = False,
 ) -> pa.Table:
-    """Open a locked session, run one query, close it. With ``isolated`` the session lives in a
-    separate process under hard memory and time limits (see the module docstring)."""
+    """Run one query in a locked session. With ``isolated`` the session lives in a separate
+    process under hard memory and time limits (see the module docstring). Otherwise, without
+    pinned ``versions``, the session is kept and reused while no table has a new version (nor a
+    new published one) and the view files are unchanged: building one (a connection, every
+    dataset registered, the views compiled) costs tens of milliseconds, as much as a selective
+    query over millions of rows. A kept session holds its reader lease until it is replaced."""
     if isolated:
         from lakehouse.sql_isolated import run_isolated
 
         return run_isolated(lh, sql, params, versions=versions, timeout_s=timeout_s)
-    with Session(lh, versions=versions) as session:
+    if versions is not None:
+        with Session(lh, versions=versions) as session:
+            return session.query(sql, params, timeout_s=timeout_s)
+    views = read_views([lh.config.sql_dirs["views"]])
+    key = (
+        tuple(sorted(lh.publication().items())),
+        tuple(sorted(lh.versions().items())),
+        tuple(sorted(views.items())),
+    )
+    with _SESSIONS_LOCK:
+        cached = getattr(lh, "_sql_session", None)
+        if cached is None or cached[0] != key:
+            if cached is not None:
+                with cached[2]:
+                    cached[1].close()
+            session = Session(lh, view_sql=views)
+            weakref.finalize(session, shutil.rmtree, session._tmp, ignore_errors=True)
+            cached = (key, session, threading.Lock())
+            lh._sql_session = cached
+    _, session, lock = cached
+    with lock:
         return session.query(sql, params, timeout_s=timeout_s)
+
+
+_SESSIONS_LOCK = threading.Lock()
 
 
 def read_query_arg(text: str) -> str:

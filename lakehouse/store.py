@@ -200,17 +200,7 @@ class Lakehouse:
         if key not in self._lancedb_tables:
             if not self.exists(name):
                 return None
-            if self._lancedb is None:
-                import datetime as dt
-
-                import lancedb
-
-                self._lancedb = lancedb.connect(
-                    self.root,
-                    read_consistency_interval=dt.timedelta(0),
-                    storage_options=self.config.storage_options or None,
-                )
-            self._lancedb_tables[key] = self._lancedb.open_table(name)
+            self._lancedb_tables[key] = self._db().open_table(name)
         table = self._lancedb_tables[key]
         if not latest:
             published = self.published_version(name)
@@ -224,6 +214,19 @@ class Lakehouse:
                 self._lancedb_pins[name] = pinned
         return table
 
+    def _db(self) -> Any:
+        if self._lancedb is None:
+            import datetime as dt
+
+            import lancedb
+
+            self._lancedb = lancedb.connect(
+                self.root,
+                read_consistency_interval=dt.timedelta(0),
+                storage_options=self.config.storage_options or None,
+            )
+        return self._lancedb
+
     def exists(self, name: str) -> bool:
         return self.dataset(name) is not None
 
@@ -232,14 +235,18 @@ class Lakehouse:
         the publication record, are not tables)."""
         names = [n for n in [*schemas.TABLES, *schemas.DYNAMIC_TABLES] if self.exists(n)]
         if self.config.is_local and os.path.isdir(self.root):
-            extra = sorted(
-                e[: -len(".lance")]
-                for e in os.listdir(self.root)
-                if e.endswith(".lance")
-                and not e.startswith("_")
-                and e[: -len(".lance")] not in names
-            )
-            names.extend(extra)
+            found = [e[: -len(".lance")] for e in os.listdir(self.root) if e.endswith(".lance")]
+        elif not self.config.is_local:  # an object store: list the prefix (one request)
+            found, token = [], None
+            while True:
+                page = self._db().list_tables(page_token=token)
+                found += list(page.tables)
+                token = page.page_token
+                if not token:
+                    break
+        else:
+            found = []
+        names.extend(sorted(n for n in found if n not in names and not n.startswith("_")))
         return names
 
     def info(self) -> list[TableInfo]:
@@ -260,8 +267,13 @@ class Lakehouse:
         return out
 
     def versions(self) -> dict[str, int]:
-        """The current version of every existing table."""
-        return {t.name: t.version for t in self.info()}
+        """The latest version of every existing table (no row counts: cheap enough per query)."""
+        out = {}
+        for name in self.table_names():
+            ds = self.dataset(name)
+            if ds is not None:
+                out[name] = ds.version
+        return out
 
     # -- the reading path: which version of each table readers see --------------------------
     # Writers (the ingest and embedding stages and their checks) work on a table's latest
@@ -470,6 +482,25 @@ class Lakehouse:
         )
         return run_stages(self, src, run_id=run_id)
 
+    def signals(self, source: str | None = None, *, run_id: str | None = None) -> list[Any]:
+        """Hand, body, face and quality signals of the clips lacking them (MediaPipe), then the
+        predicted viewpoints and near-duplicate clusters over every source (no Dagster; the
+        ``signals_job`` and ``curation`` jobs run the same functions). Returns each stage's
+        result; see docs/signals.md."""
+        import uuid
+
+        from lakehouse.duplicates import find_near_duplicates
+        from lakehouse.signals import compute_signals
+        from lakehouse.sources import get_source, list_sources
+        from lakehouse.viewpoint import predict_viewpoints
+
+        run_id = run_id or uuid.uuid4().hex
+        sources = [get_source(self, source)] if source else list_sources(self)
+        results = [compute_signals(self, src, run_id=run_id) for src in sources]
+        results.append(predict_viewpoints(self, run_id=run_id))
+        results.append(find_near_duplicates(self, run_id=run_id))
+        return results
+
     def search(self, text: str | None = None, **kwargs: Any) -> pa.Table:
         """Semantic search over clips; see :func:`lakehouse.search.search`. The published
         vector tables it reads are leased for the search, so cleanup keeps them."""
@@ -556,6 +587,13 @@ class Lakehouse:
         return matching
 
 
+# Past this much new data a merge joins by scanning the table's keys instead of looking them up
+# in the key's btree index: Lance's index lookup holds the whole source in a hash table that
+# cannot spill, and fails beyond its 300 MB memory pool (100k clip rows on a 10M-row table);
+# the scan join is as fast at that size.
+INDEXED_MERGE_MAX_BYTES = 32 * 1024 * 1024
+
+
 # -- commits -----------------------------------------------------------------------------------
 RETRYABLE_CONFLICTS = (
     "retryable commit conflict",
@@ -631,6 +669,8 @@ def commit_with_retry(
 def _merge(builder: Any, data: pa.Table) -> dict[str, int]:
     # Lance's own retry loop is switched off so that every conflict comes back here, where it is
     # retried with backoff from the latest version (and counted): the outcome is the same.
+    if data.nbytes > INDEXED_MERGE_MAX_BYTES:
+        builder = builder.use_index(False)
     return dict(builder.conflict_retries(0).execute(data))
 
 

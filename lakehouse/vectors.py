@@ -11,7 +11,9 @@ How a query runs depends on how many rows its filter leaves (``search`` settings
   cache budget the scan runs inside Lance.
 - **ann**, otherwise: the IVF index with a Lance prefilter. A filter's nearest rows spread over
   more partitions, and the 1-bit RaBitQ ranking needs more refinement, the fewer rows pass, so
-  ``nprobes`` and ``refine_factor`` grow with 1/√selectivity (see bench/README.md).
+  ``nprobes`` and ``refine_factor`` grow with 1/√selectivity (see bench/README.md);
+  ``nprobes`` also grows with the index: it is set for 256 partitions (about 1M vectors) and
+  scaled to the index's partition count, so a 10M-vector index probes the same fraction.
 
 Every query reads the table's published version (see ``lakehouse.publish``; the latest one for a
 table never published), so a write by another process is seen once its checks pass, through one
@@ -42,6 +44,8 @@ if TYPE_CHECKING:
 # A filter passing this fraction of the rows or more searches with the configured probes.
 FULL_EFFORT_SELECTIVITY = 0.25
 COUNT_CACHE_SIZE = 256
+# ``search.nprobes`` is tuned for an index of this many partitions (IVF on ~1M vectors)
+PARTITIONS_PER_NPROBES_UNIT = 256
 
 
 @dataclass
@@ -75,6 +79,7 @@ class _Version:
     ds: lance.LanceDataset
     rows: int
     indexed: bool
+    partitions: int = 0
     counts: OrderedDict[str, int] = field(default_factory=OrderedDict)
     parses: OrderedDict[str, bool] = field(default_factory=OrderedDict)
 
@@ -114,8 +119,9 @@ class VectorTable:
         if self._current is None or self._current.version != latest:
             ds = self._ds if self._ds.version == latest else self._ds.checkout_version(latest)
             self._ds = ds
-            indexed = any("vector" in i.field_names for i in ds.describe_indices())
-            self._current = _Version(latest, ds, ds.count_rows(), indexed)
+            index = next((i for i in ds.describe_indices() if "vector" in i.field_names), None)
+            partitions = _partitions(ds, index.name) if index is not None else 0
+            self._current = _Version(latest, ds, ds.count_rows(), index is not None, partitions)
             for key in [k for k in self._blocks if k[0] != latest]:
                 del self._blocks[key]
         return self._current
@@ -197,7 +203,10 @@ class VectorTable:
             plan = Plan("scan", passing, version.rows)
         else:
             boost = math.sqrt(max(1.0, FULL_EFFORT_SELECTIVITY * version.rows / passing))
-            nprobes = math.ceil(settings.nprobes * boost)
+            # the configured probes are per PARTITIONS_PER_NPROBES_UNIT partitions: a bigger
+            # index (more partitions, same rows per partition) probes the same fraction
+            scale = max(1.0, version.partitions / PARTITIONS_PER_NPROBES_UNIT)
+            nprobes = math.ceil(settings.nprobes * scale * boost)
             refine = math.ceil(settings.refine_factor * boost)
             near |= {"nprobes": nprobes, "refine_factor": refine}
             if settings.query_parallelism:
@@ -233,6 +242,13 @@ class VectorTable:
             _, old = self._blocks.popitem(last=False)
             total -= old.nbytes
         return block
+
+
+def _partitions(ds: lance.LanceDataset, index: str) -> int:
+    try:
+        return int(ds.stats.index_stats(index)["indices"][0]["num_partitions"])
+    except (KeyError, IndexError, ValueError, TypeError, OSError):
+        return 0
 
 
 def _top(

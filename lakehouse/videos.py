@@ -11,10 +11,10 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from lakehouse import quarantine as q
+from lakehouse.compute import run_tasks
 from lakehouse.discover import Candidate, discover
 from lakehouse.stage import Progress, StageResult, no_progress, record_issues
 from lakehouse.store import in_list
-from lakehouse.workers import run_supervised
 
 if TYPE_CHECKING:
     from lakehouse.sources import Source
@@ -64,10 +64,10 @@ def ingest_videos(
 
     progress(0, len(todo), f"probing {len(todo)} new file(s) of {len(found.candidates)}")
     now = dt.datetime.now(dt.UTC)
-    outcomes = run_supervised(
+    outcomes = run_tasks(
+        lh.config,
         "lakehouse.probe:probe_file",
         todo,
-        workers=settings.workers,
         timeout_s=settings.probe_timeout_s,
         memory_mb=settings.worker_memory_mb,
     )

@@ -1,6 +1,7 @@
 """The notebooks in notebooks/: committed without outputs, and run top to bottom in a real Jupyter
 kernel against a lakehouse built from the real preview clips (a copy, since they write subsets)."""
 
+import ast
 import base64
 import io
 import re
@@ -137,6 +138,22 @@ def test_curation_runs_top_to_bottom(run_notebook):
         plot = Image.open(io.BytesIO(base64.b64decode(data)))
         assert plot.format == "PNG" and plot.width >= 400 and len(plot.getcolors(1 << 20)) > 8
     printed = "".join(outputs(notebook, "stream"))
+
+    # the signals section: its privacy counts and the subset it materializes are what the
+    # lakehouse holds
+    privacy = {
+        r["privacy_status"]: r["n"]
+        for r in lh.sql(
+            "select coalesce(privacy_status, '(none)') as privacy_status, count(*) as n "
+            "from clip_facts where signals_model_id is not null group by all"
+        ).to_pylist()
+    }
+    assert sum(privacy.values()) == lh.count("clips")  # every preview clip was analysed
+    match = re.search(r"privacy: (\{[^}]*\})", printed)
+    assert match and ast.literal_eval(match.group(1)) == privacy, printed
+    hands_on = get_version(lh, "egocentric_hands_on_objects", 1)
+    assert f"-> egocentric_hands_on_objects@1: {hands_on.row_count} clips" in printed
+    assert hands_on.row_count > 0  # the preview has first-person clips with hands in view
 
     # the comparison states what the recorded versions hold
     a = set(get_version(lh, "third_person_dance", 1).clip_ids)

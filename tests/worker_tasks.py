@@ -23,3 +23,14 @@ def crash(_):
 
 def allocate(megabytes):
     return len(bytearray(megabytes * 1024 * 1024))
+
+
+def whereabouts(_):
+    """Which process ran the task, and its Ray task id when it ran on Ray."""
+    try:
+        import ray
+
+        task = ray.get_runtime_context().get_task_id() if ray.is_initialized() else None
+    except ImportError:
+        task = None
+    return os.getpid(), task

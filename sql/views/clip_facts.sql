@@ -2,6 +2,10 @@
 -- and its hand/body/face/quality signals, predicted viewpoint and near-duplicate cluster
 -- (clip_signals; null until those assets have run for the clip). Clips whose video is not here
 -- yet (annotation-only catalogs) are kept, with probe_status 'not_probed' and null video columns.
+-- The annotation text comes from the clip row (the clips stage copies the first non-null value
+-- of each field over the clip's annotation rows), so a query reads one row per clip;
+-- keyframe_counts is grouped by clip_id, so DuckDB drops that join from queries that do not
+-- read keyframe_count.
 with
 
 clips as (
@@ -21,27 +25,6 @@ videos as (
         duration_s as video_duration_s,
         num_frames as video_num_frames
     from videos
-),
-
-annotation_text as (
-    -- one row per clip: the first non-null value of each field over its annotation rows
-    select
-        clip_id,
-        count(*) as annotation_count,
-        any_value(short_caption) as short_caption,
-        any_value(long_caption) as long_caption,
-        any_value(semantic_motion) as semantic_motion,
-        any_value(motion_sequence) as motion_sequence,
-        any_value(environment) as environment,
-        any_value(subject_sex) as subject_sex,
-        any_value(subject_appearance) as subject_appearance,
-        any_value(spatial_progression) as spatial_progression,
-        any_value(gait) as gait,
-        any_value(expression) as expression,
-        any_value(source_video_id) as annotated_source_video_id,
-        any_value(text_truncated) as text_truncated
-    from annotations
-    group by clip_id
 ),
 
 keyframe_counts as (
@@ -66,8 +49,7 @@ final as (
         clips.viewpoint,
         clips.segmentation,
         clips.external_id,
-        coalesce(clips.source_video_id, annotation_text.annotated_source_video_id)
-            as source_video_id,
+        clips.source_video_id,
         clips.taxonomy_l1,
         clips.taxonomy_l2,
         clips.taxonomy_l3,
@@ -80,18 +62,18 @@ final as (
         videos.has_audio,
         videos.size_bytes as video_size_bytes,
         videos.video_duration_s,
-        annotation_text.short_caption,
-        annotation_text.long_caption,
-        annotation_text.semantic_motion,
-        annotation_text.motion_sequence,
-        annotation_text.environment,
-        annotation_text.subject_sex,
-        annotation_text.subject_appearance,
-        annotation_text.spatial_progression,
-        annotation_text.gait,
-        annotation_text.expression,
-        annotation_text.text_truncated,
-        coalesce(annotation_text.annotation_count, 0) as annotation_count,
+        clips.short_caption,
+        clips.long_caption,
+        clips.semantic_motion,
+        clips.motion_sequence,
+        clips.environment,
+        clips.subject_sex,
+        clips.subject_appearance,
+        clips.spatial_progression,
+        clips.gait,
+        clips.expression,
+        clips.text_truncated,
+        coalesce(clips.annotation_count, 0) as annotation_count,
         coalesce(keyframe_counts.keyframe_count, 0) as keyframe_count,
         case
             when clips.viewpoint in ('ego', 'exo') then clips.viewpoint
@@ -105,7 +87,6 @@ final as (
         coalesce(clip_signals.is_cluster_representative, true) as is_cluster_representative
     from clips
     left join videos on videos.video_id = clips.video_id
-    left join annotation_text on annotation_text.clip_id = clips.clip_id
     left join keyframe_counts on keyframe_counts.clip_id = clips.clip_id
     left join clip_signals on clip_signals.clip_id = clips.clip_id
 )

@@ -1,0 +1,493 @@
+"""The lakehouse at 1M-10M clips: corpus write, SQL against DuckDB-on-Parquet, filtered ANN
+search against exact, the cost of adding 1% new videos, and peak memory of each.
+
+Phases (each its own process, so its peak RSS is its own; ``all`` runs them in order):
+
+  generate     write the synthetic corpus (``bench/corpus.py``) through ``Lakehouse.upsert``,
+               build the indexes (``refresh_indexes``: scalar + IVF_RQ), copy clips, videos
+               and annotations to Parquet for the baseline
+  sql          typical subset queries through ``lh.sql`` (the locked-down session over the
+               Lance tables and the ``clip_facts`` view) against the same SQL in a plain DuckDB
+               over the Parquet copy (same threads, same memory limit), interleaved, median of
+               ``--repeat``
+  search       ``lakehouse.search`` over the 512-d ``clip_embeddings`` with prefilters:
+               recall@10 against the exact top 10 (computed by streaming the vectors from the
+               table in chunks, never all in memory), p50/p95
+  incremental  1% more clips as new videos (a new source partition): write them the same way
+               and refresh the indexes; time as a fraction of the full ``generate``
+
+    python bench/bench_scale.py all --clips 1000000 --root /tmp/scale
+    python bench/bench_scale.py sql --root /tmp/scale          # on a kept corpus
+
+Nothing here asserts; the numbers go in bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from corpus import CorpusSpec, write_corpus
+
+from lakehouse.config import Config
+from lakehouse.embeddings import CLIP_TABLE
+from lakehouse.models import RANDOM_TAG, resolve_clip
+from lakehouse.store import Lakehouse
+
+PARQUET_TABLES = ("clips", "videos", "annotations")
+QUERIES = {
+    "viewpoint + duration + taxonomy": (
+        "select clip_id, duration_s, taxonomy_l3, short_caption from clip_facts "
+        "where viewpoint = 'exo' and duration_s > 10 and taxonomy_l1 = 'Dance'"
+    ),
+    "caption LIKE": (
+        "select clip_id, short_caption from clip_facts where short_caption like '%soldering iron%'"
+    ),
+    "group by video": (
+        "select video_id, count(*) as clips, sum(duration_s) as seconds from clip_facts "
+        "where viewpoint = 'ego' group by video_id having count(*) >= 20"
+    ),
+    "subset file third_person_dance.sql": None,  # read from sql/subsets
+}
+SEARCH_FILTERS = {
+    "none": None,
+    "viewpoint = 'ego' (45%)": "viewpoint = 'ego'",
+    "taxonomy_l1 = 'Dance' (~8%)": "taxonomy_l1 = 'Dance'",
+    "taxonomy_l3 leaf + duration (~0.1%)": (
+        "taxonomy_l3 = 'Sports / Outdoor / freestyle' AND duration_s > 3"
+    ),
+}
+PROJECT = Path(__file__).resolve().parent.parent
+TARGET_SQL_RATIO = 1.2
+TARGET_SQL_S = 1.0
+TARGET_INCREMENTAL = 0.05
+
+
+def config_for(root: str) -> Config:
+    config = Config.load(root=root, env={})
+    models = dataclasses.replace(config.models, clip_arch="ViT-B-32", clip_pretrained=RANDOM_TAG)
+    return dataclasses.replace(config, models=models)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def load() -> str:
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def emit(result: dict) -> None:
+    """Phases print one JSON line last; ``all`` collects them."""
+    result["peak_rss_mb"] = round(peak_rss_mb())
+    result["load_after"] = load()
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def du_gb(path: str) -> float:
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            total += os.path.getsize(os.path.join(dirpath, f))
+    return total / 1e9
+
+
+# -- phases -----------------------------------------------------------------------------------
+
+
+def generate(args: argparse.Namespace) -> None:
+    from lakehouse.search import refresh_indexes
+
+    shutil.rmtree(args.root, ignore_errors=True)
+    config = config_for(args.root)
+    lh = Lakehouse(config)
+    model_id = resolve_clip(config.models, check_online=False).model_id
+    spec = CorpusSpec(clips=args.clips, model_id=model_id, batch_clips=args.batch)
+    start = time.perf_counter()
+    stats = write_corpus(lh, spec, embeddings=not args.no_embeddings)
+    write_s = time.perf_counter() - start
+    start = time.perf_counter()
+    report = refresh_indexes(lh)
+    index_s = time.perf_counter() - start
+    print(json.dumps(report, indent=1))
+    start = time.perf_counter()
+    parquet = parquet_copy(lh, args.root + "_parquet")
+    emit(
+        {
+            "phase": "generate",
+            "clips": stats.clips,
+            "videos": stats.videos,
+            "write_s": round(write_s, 1),
+            "upsert_s": {k: round(v, 1) for k, v in stats.seconds.items()},
+            "index_s": round(index_s, 1),
+            "parquet_s": round(time.perf_counter() - start, 1),
+            "lance_gb": round(du_gb(args.root), 2),
+            "parquet_gb": round(du_gb(parquet), 2),
+        }
+    )
+
+
+def parquet_copy(lh: Lakehouse, folder: str) -> str:
+    """The baseline's data: each SQL table as one Parquet file, streamed batch by batch."""
+    import pyarrow.parquet as pq
+
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    for name in PARQUET_TABLES:
+        ds = lh.dataset(name)
+        with pq.ParquetWriter(os.path.join(folder, f"{name}.parquet"), ds.schema) as writer:
+            for batch in ds.to_batches(batch_size=65536):
+                writer.write_batch(batch)
+    return folder
+
+
+def sql(args: argparse.Namespace) -> None:
+    import duckdb
+
+    lh = Lakehouse(config_for(args.root))
+    folder = args.root + "_parquet"
+    settings = lh.config.sql
+    con = duckdb.connect(
+        config={"threads": settings.threads, "memory_limit": settings.memory_limit}
+    )
+    for name in PARQUET_TABLES:
+        path = os.path.join(folder, f"{name}.parquet")
+        con.execute(f"create view {name} as select * from read_parquet('{path}')")
+    con.register("keyframes", lh.schema("keyframes").empty_table())
+    view = (PROJECT / "sql" / "views" / "clip_facts.sql").read_text().strip().rstrip(";")
+    con.execute(f"create view clip_facts as {view}")
+    queries = dict(QUERIES)
+    queries["subset file third_person_dance.sql"] = (
+        PROJECT / "sql" / "subsets" / "third_person_dance.sql"
+    ).read_text()
+    rows = []
+    for name, query in queries.items():
+        methods = {
+            "duckdb on parquet": lambda q=query: con.sql(q).to_arrow_table(),
+            "lakehouse lh.sql": lambda q=query: lh.sql(q),
+        }
+        counts = {m: fn().num_rows for m, fn in methods.items()}  # warm-up, and same rows
+        times: dict[str, list[float]] = {m: [] for m in methods}
+        for i in range(args.repeat):
+            for j in range(len(methods)):
+                m = list(methods)[(i + j) % len(methods)]
+                t = time.perf_counter()
+                methods[m]()
+                times[m].append(time.perf_counter() - t)
+        base = statistics.median(times["duckdb on parquet"])
+        mine = statistics.median(times["lakehouse lh.sql"])
+        rows.append(
+            {
+                "query": name,
+                "rows": counts["lakehouse lh.sql"],
+                "same_rows": len(set(counts.values())) == 1,
+                "parquet_ms": round(base * 1000, 1),
+                "lakehouse_ms": round(mine * 1000, 1),
+                "ratio": round(mine / base, 2),
+            }
+        )
+        print(rows[-1], flush=True)
+    emit({"phase": "sql", "queries": rows, "clips": lh.count("clips")})
+
+
+def exact_truth(
+    lh: Lakehouse, queries: np.ndarray, filters: dict[str, str | None], k: int
+) -> dict[str, list[set[str]]]:
+    """Exact top-k clip ids per query under each filter, in one pass that streams the vectors
+    from the table in chunks of 64k rows (128 MB; the table is never held). Each filter is
+    evaluated on the chunk by DuckDB over its metadata columns."""
+    import duckdb
+
+    ds = lh.dataset(CLIP_TABLE)
+    con = duckdb.connect(config={"threads": 2})
+    best = {
+        f: (np.full((len(queries), k), -np.inf), np.full((len(queries), k), "", object))
+        for f in filters
+    }
+    columns = ["clip_id", "viewpoint", "taxonomy_l1", "taxonomy_l3", "duration_s", "vector"]
+    for batch in ds.to_batches(columns=columns, batch_size=65536):
+        vectors = batch.column("vector")
+        matrix = vectors.values.to_numpy(zero_copy_only=False).reshape(-1, vectors.type.list_size)
+        scores = queries @ matrix.T
+        ids = np.asarray(batch.column("clip_id").to_pylist(), dtype=object)
+        meta = batch.drop_columns(["vector"])  # noqa: F841 - read by DuckDB below
+        for f, where in filters.items():
+            if where is None:
+                rows = np.arange(len(ids))
+            else:
+                mask = con.sql(f"select ({where}) as keep from meta").fetchnumpy()["keep"]
+                rows = np.flatnonzero(np.asarray(mask, dtype=bool))
+            if len(rows) == 0:
+                continue
+            sub = scores[:, rows]
+            kk = min(k, sub.shape[1])
+            top = np.argpartition(-sub, kk - 1, axis=1)[:, :kk]
+            cand_s = np.concatenate([best[f][0], np.take_along_axis(sub, top, 1)], axis=1)
+            cand_i = np.concatenate([best[f][1], ids[rows][top]], axis=1)
+            keep = np.argsort(-cand_s, axis=1)[:, :k]
+            best[f] = (np.take_along_axis(cand_s, keep, 1), np.take_along_axis(cand_i, keep, 1))
+    return {f: [set(row) - {""} for row in best[f][1]] for f in filters}
+
+
+def search(args: argparse.Namespace) -> None:
+    from lakehouse.search import search as lakehouse_search
+    from lakehouse.vectors import vector_table
+
+    lh = Lakehouse(config_for(args.root))
+    ds = lh.dataset(CLIP_TABLE)
+    rng = np.random.default_rng(3)
+    n = ds.count_rows()
+    picks = np.sort(rng.choice(n, size=args.queries, replace=False))
+    base = ds.take(picks.tolist(), columns=["vector"]).column("vector")
+    base = base.combine_chunks().values.to_numpy().reshape(len(picks), -1)
+    noise = rng.standard_normal(base.shape).astype(np.float32) * np.float32(0.4 / np.sqrt(512))
+    queries = base + noise
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    start = time.perf_counter()
+    truth = exact_truth(lh, queries, SEARCH_FILTERS, args.k)
+    truth_s = time.perf_counter() - start
+    truth_rss = peak_rss_mb()
+    print(f"exact ground truth: {truth_s:.0f} s, peak RSS so far {truth_rss:.0f} MB", flush=True)
+    rows = []
+    model_id = resolve_clip(lh.config.models, check_online=False).model_id
+    variants = {"defaults": lh}
+    for probes, refine in args.sweep:
+        tuned = dataclasses.replace(lh.config.search, nprobes=probes, refine_factor=refine)
+        variants[f"nprobes={probes} refine={refine}"] = Lakehouse(
+            dataclasses.replace(lh.config, search=tuned)
+        )
+    for (name, where), (label, lhv) in itertools.product(SEARCH_FILTERS.items(), variants.items()):
+        _, plan = vector_table(lhv, CLIP_TABLE).nearest(
+            queries[0], model_id=model_id, condition=where, columns=["clip_id"], limit=args.k
+        )
+        if label != "defaults" and plan.kind != "ann":
+            continue
+        for q in queries[:5]:  # warm-up
+            lakehouse_search(lhv, vector=q, mode="visual", k=args.k, where=where)
+        times, recalls = [], []
+        for i, q in enumerate(queries):
+            t = time.perf_counter()
+            hits = lakehouse_search(lhv, vector=q, mode="visual", k=args.k, where=where)
+            times.append((time.perf_counter() - t) * 1000)
+            want = truth[name][i]
+            recalls.append(len(want & set(hits.column("clip_id").to_pylist())) / max(1, len(want)))
+        rows.append(
+            {
+                "filter": name,
+                "settings": label,
+                "passing": plan.passing,
+                "plan": plan.kind,
+                "nprobes": plan.nprobes,
+                "refine": plan.refine_factor,
+                "p50_ms": round(statistics.median(times), 1),
+                "p95_ms": round(statistics.quantiles(times, n=20, method="inclusive")[18], 1),
+                "recall_at_10": round(statistics.fmean(recalls), 3),
+            }
+        )
+        print(rows[-1], flush=True)
+    emit(
+        {
+            "phase": "search",
+            "rows": n,
+            "queries": args.queries,
+            "truth_s": round(truth_s, 1),
+            "truth_peak_rss_mb": round(truth_rss),
+            "results": rows,
+        }
+    )
+
+
+def incremental(args: argparse.Namespace) -> None:
+    from lakehouse.search import refresh_indexes
+
+    config = config_for(args.root)
+    lh = Lakehouse(config)
+    before = lh.count("clips")
+    model_id = resolve_clip(config.models, check_online=False).model_id
+    new = max(1, before // 100)
+    spec = CorpusSpec(
+        clips=new,
+        source=f"increment{args.increment_seed}",
+        seed=args.increment_seed,
+        model_id=model_id,
+        batch_clips=args.batch,
+        first_video=10**9 * args.increment_seed,
+    )
+    start = time.perf_counter()
+    stats = write_corpus(lh, spec, embeddings=lh.exists(CLIP_TABLE))
+    write_s = time.perf_counter() - start
+    start = time.perf_counter()
+    report = refresh_indexes(lh)
+    index_s = time.perf_counter() - start
+    print(json.dumps(report, indent=1))
+    emit(
+        {
+            "phase": "incremental",
+            "clips_before": before,
+            "clips_added": stats.clips,
+            "write_s": round(write_s, 1),
+            "upsert_s": {k: round(v, 1) for k, v in stats.seconds.items()},
+            "index_s": round(index_s, 1),
+        }
+    )
+
+
+def write_catalog(path: str, clips: int, seed: int, first_video: int) -> None:
+    """A HumanNet-format annotation file (``annotations.jsonl``) for ``clips`` synthetic clips
+    whose videos are not present: an annotation-only catalog, as at scale."""
+    from corpus import batches
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fields = ["short_caption", "long_caption", "semantic_motion", "motion_sequence"]
+    fields += ["environment", "subject_sex", "taxonomy_l1", "taxonomy_l2", "taxonomy_l3"]
+    with open(path, "w", encoding="utf-8") as out:
+        spec = CorpusSpec(clips=clips, seed=seed, first_video=first_video, batch_clips=100_000)
+        for batch in batches(spec):
+            table = batch.clips
+            for row in table.select(
+                [
+                    "external_id",
+                    "viewpoint",
+                    "source_video_id",
+                    "duration_s",
+                    "fps",
+                    "quality_score",
+                    *fields,
+                ]
+            ).to_pylist():
+                clip_id = row.pop("external_id")
+                record = {
+                    "clip_id": clip_id,
+                    "file": f"clips/{clip_id}.mp4",  # one file per clip, as in HumanNet
+                    "num_frames": round(row["duration_s"] * row["fps"]),
+                    **row,
+                }
+                out.write(json.dumps(record) + "\n")
+
+
+def stages(args: argparse.Namespace) -> None:
+    """The real ingest stages (``run_stages``, no embeddings) on an annotation-only source of
+    ``--stage-clips`` clips (``--increment``: a new source of 1% as many, on top)."""
+    from lakehouse.pipeline import run_stages
+    from lakehouse.sources import register_source
+
+    root = args.root + "_stages"
+    name = "increment" if args.increment else "catalog"
+    n = max(1, args.stage_clips // 100) if args.increment else args.stage_clips
+    if not args.increment:
+        shutil.rmtree(root, ignore_errors=True)
+    folder = os.path.join(root + "_catalog", name)
+    shutil.rmtree(folder, ignore_errors=True)
+    annotations = os.path.join(folder, "annotations.jsonl")
+    write_catalog(
+        annotations, n, seed=2 if args.increment else 1, first_video=10**8 * (1 + args.increment)
+    )
+    lh = Lakehouse(config_for(root))
+    start = time.perf_counter()
+    source = register_source(lh, folder, name=name, annotations=[annotations])
+    results = run_stages(lh, source, embed=False)
+    elapsed = time.perf_counter() - start
+    for r in results:
+        print(r.summary(), flush=True)
+    emit(
+        {
+            "phase": "stages_increment" if args.increment else "stages",
+            "clips": n,
+            "clips_in_lakehouse": lh.count("clips"),
+            "stages_s": round(elapsed, 1),
+        }
+    )
+
+
+# -- driver -----------------------------------------------------------------------------------
+
+
+def run_phase(phase: str, argv: list[str]) -> dict:
+    """Run a phase in a fresh interpreter (its own peak RSS); return its RESULT line."""
+    cmd = [sys.executable, __file__, phase, *argv]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    result = {}
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        print(line, end="", flush=True)
+        if line.startswith("RESULT "):
+            result = json.loads(line[len("RESULT ") :])
+    if proc.wait() != 0:
+        sys.exit(f"phase {phase} failed")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "phase", choices=["all", "generate", "sql", "search", "incremental", "stages"]
+    )
+    parser.add_argument("--stage-clips", type=int, default=200_000)
+    parser.add_argument("--increment-seed", type=int, default=1, help="incremental: which 1%")
+    parser.add_argument("--increment", action="store_true", help="stages: add 1% as a new source")
+    parser.add_argument("--clips", type=int, default=1_000_000)
+    parser.add_argument("--root", default="/tmp/bench_scale")
+    parser.add_argument("--batch", type=int, default=200_000, help="clips per upsert")
+    parser.add_argument("--no-embeddings", action="store_true")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument(
+        "--sweep",
+        type=lambda text: tuple(int(x) for x in text.split(",")),
+        nargs="*",
+        default=[(40, 20)],
+        help="search: extra (nprobes,refine_factor) settings timed on the ANN cases",
+    )
+    parser.add_argument("--keep", action="store_true", help="leave the data at --root")
+    args = parser.parse_args()
+    if args.phase != "all":
+        globals()[args.phase](args)
+        return
+    print(f"load average before: {load()} on {os.cpu_count()} CPUs", flush=True)
+    passthrough = [
+        f"--clips={args.clips}",
+        f"--root={args.root}",
+        f"--batch={args.batch}",
+        f"--repeat={args.repeat}",
+        f"--queries={args.queries}",
+        f"--k={args.k}",
+    ]
+    if args.no_embeddings:
+        passthrough.append("--no-embeddings")
+    results = {"generate": run_phase("generate", passthrough)}
+    results["sql"] = run_phase("sql", passthrough)
+    if not args.no_embeddings:
+        results["search"] = run_phase("search", passthrough)
+    results["incremental"] = run_phase("incremental", passthrough)
+    print(json.dumps(results, indent=1))
+    full = results["generate"]["write_s"] + results["generate"]["index_s"]
+    inc = results["incremental"]["write_s"] + results["incremental"]["index_s"]
+    print(
+        f"\nincremental: {inc:.1f} s for 1% new videos vs {full:.1f} s for the full write "
+        f"= {inc / full:.1%} (target < {TARGET_INCREMENTAL:.0%})"
+    )
+    for row in results["sql"]["queries"]:
+        ok = row["ratio"] <= TARGET_SQL_RATIO and row["lakehouse_ms"] < TARGET_SQL_S * 1000
+        verdict = "met" if ok else "missed"
+        print(f"sql {row['query']}: {row['ratio']}x, {row['lakehouse_ms']} ms -> {verdict}")
+    if not args.keep:
+        shutil.rmtree(args.root, ignore_errors=True)
+        shutil.rmtree(args.root + "_parquet", ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

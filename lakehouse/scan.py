@@ -1,0 +1,128 @@
+"""How SQL reads the tables: scalar indexes on their filter columns, and the scan options DuckDB
+gets when it reads a Lance dataset.
+
+DuckDB reads a registered Lance dataset through ``scanner(columns=…, filter=…)``: it pushes the
+projection and its string/int comparisons (not float comparisons, not ``LIKE``). With a bitmap
+index on a low-cardinality column (viewpoint, taxonomy…) or a btree on an id, Lance answers a
+pushed comparison from the index and reads only the matching rows. Lance's late
+materialization (read the filter columns first, the rest for matching rows only) costs more
+than it saves on the narrow columns a clip query reads; it stays on for the wide ones (JPEG
+bytes, vectors), where reading a non-matching row is what costs (``bench/bench_scale.py``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import lance
+
+if TYPE_CHECKING:
+    from lakehouse.store import Lakehouse
+
+# (column, index type) per table: bitmaps for columns of few distinct values, btrees for ids
+# and numbers. Only columns a table has are indexed.
+SCALAR_INDEXES: dict[str, tuple[tuple[str, str], ...]] = {
+    "clips": (
+        ("clip_id", "BTREE"),
+        ("video_id", "BTREE"),
+        ("source", "BITMAP"),
+        ("viewpoint", "BITMAP"),
+        ("probe_status", "BITMAP"),
+        ("segmentation", "BITMAP"),
+        ("taxonomy_l1", "BITMAP"),
+        ("taxonomy_l2", "BITMAP"),
+        ("taxonomy_l3", "BITMAP"),
+        ("duration_s", "BTREE"),
+    ),
+    "videos": (("video_id", "BTREE"), ("source", "BITMAP"), ("codec", "BITMAP")),
+    "annotations": (
+        ("annotation_id", "BTREE"),
+        ("clip_id", "BTREE"),
+        ("source", "BITMAP"),
+        ("viewpoint", "BITMAP"),
+    ),
+    "keyframes": (("keyframe_id", "BTREE"), ("clip_id", "BTREE"), ("source", "BITMAP")),
+}
+# below this many rows a scan is as fast as an index: do not build one yet
+MIN_INDEXED_ROWS = 50_000
+
+
+def refresh_scalar_indexes(lh: Lakehouse, *, min_rows: int = MIN_INDEXED_ROWS) -> dict[str, Any]:
+    """Create the missing scalar indexes of the SQL tables (past ``min_rows`` rows) and fold
+    rows written since into the existing ones. Returns what was done per table."""
+    report: dict[str, Any] = {}
+    for name, wanted in SCALAR_INDEXES.items():
+        ds = lh.dataset(name)
+        if ds is None:
+            continue
+        rows = ds.count_rows()
+        if rows < min_rows:
+            report[name] = {"rows": rows, "actions": ["too small to index"]}
+            continue
+        have = {tuple(i.field_names) for i in ds.describe_indices()}
+        actions = []
+        for column, kind in wanted:
+            if column in ds.schema.names and (column,) not in have:
+                ds.create_scalar_index(column, kind)
+                actions.append(f"{kind.lower()} index on {column}")
+        ds = lh.dataset(name)
+        if have and any(_unindexed(ds, i.name) for i in ds.describe_indices()):
+            fold_new_rows(ds)
+            actions.append("indexes refreshed")
+        report[name] = {"rows": rows, "actions": actions or ["up to date"]}
+    return report
+
+
+# An index refresh indexes only the new rows, as a new segment (a delta): merging them into the
+# existing segment rewrites the whole index (minutes at 10M rows). Once an index has this many
+# segments, the refresh merges them (one full rewrite per so many increments).
+MAX_INDEX_SEGMENTS = 8
+
+
+def fold_new_rows(ds: lance.LanceDataset) -> None:
+    """Add rows written since the last refresh to every index of ``ds`` (cheaply: as deltas)."""
+    segments = max((_segments(ds, i.name) for i in ds.describe_indices()), default=0)
+    ds.optimize.optimize_indices(
+        num_indices_to_merge=segments if segments >= MAX_INDEX_SEGMENTS else 0
+    )
+
+
+def _segments(ds: lance.LanceDataset, index: str) -> int:
+    try:
+        return int(ds.stats.index_stats(index).get("num_segments", 1))
+    except (ValueError, KeyError, OSError):
+        return 1
+
+
+def _unindexed(ds: lance.LanceDataset, index: str) -> int:
+    try:
+        return int(ds.stats.index_stats(index).get("num_unindexed_rows", 0))
+    except (ValueError, KeyError, OSError):
+        return 0
+
+
+class ScanDataset(lance.LanceDataset):
+    """A Lance dataset whose scans, as DuckDB starts them, carry the lakehouse's options."""
+
+    scan_options: dict[str, Any]
+
+    def scanner(self, *args: Any, **kwargs: Any) -> Any:
+        return super().scanner(*args, **{**self.scan_options, **kwargs})
+
+
+def for_sql(ds: lance.LanceDataset) -> lance.LanceDataset:
+    """``ds`` as DuckDB should read it: late materialization only for the wide columns."""
+    import pyarrow as pa
+
+    wide = [
+        f.name
+        for f in ds.schema
+        if pa.types.is_binary(f.type)
+        or pa.types.is_large_binary(f.type)
+        or pa.types.is_fixed_size_list(f.type)
+        or (pa.types.is_list(f.type) and pa.types.is_fixed_size_list(f.type.value_type))
+    ]
+    view = ScanDataset.__new__(ScanDataset)
+    view.__dict__.update(ds.__dict__)  # the same open dataset, not a second open
+    view.scan_options = {"late_materialization": wide or False}
+    return view
