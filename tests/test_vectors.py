@@ -177,3 +177,42 @@ def test_rows_are_read_by_row_id_in_order_without_the_private_take(table):
     expected = [ids.column("clip_id")[i].as_py() for i in (40, 3, 17)]
     for handle in (ds, PublicOnly(ds)):
         assert [r["clip_id"] for r in _take(handle, wanted, ["clip_id"])] == expected
+
+
+def test_a_filter_that_excludes_the_query_neighbourhood_still_finds_its_rows(config):
+    """Ten tight ego clusters and ten exo ones (100,000 rows, about 24 partitions): under
+    ``viewpoint = 'ego'`` an exo query's nearest partitions hold no passing row, and the
+    filtered top 10 (far from it) lies anywhere; the planner sees that from its sample and
+    probes every partition with a deeper re-rank, while an ego query probes its own
+    neighbourhood only."""
+    rng = np.random.default_rng(5)
+    centers = unit(rng.normal(size=(20, DIM)))
+    members = np.repeat(np.arange(20), 5000)
+    vectors = unit(centers[members] + rng.normal(scale=0.08, size=(len(members), DIM)))
+    rows = rows_for(vectors, "m1")
+    for row, cluster in zip(rows, members, strict=True):
+        row["viewpoint"] = "ego" if cluster % 2 == 0 else "exo"
+    search = dataclasses.replace(config.search, ann_min_rows=1000, exact_max_rows=100)
+    lh = Lakehouse(dataclasses.replace(config, search=search))
+    lh.upsert("clip_embeddings", rows, schema=clip_embeddings_schema(DIM))
+    refresh_indexes(lh)
+    vt = vector_table(lh, "clip_embeddings")
+    ego = members % 2 == 0
+    partitions = vt.current().partitions
+    assert partitions >= 16
+    recalls = {}
+    for name, cluster in (("exo query", 1), ("ego query", 2)):
+        q = unit(centers[cluster] + rng.normal(scale=0.05, size=DIM))
+        found, plan = vt.nearest(
+            q, model_id="m1", condition="viewpoint = 'ego'", columns=COLUMNS, limit=10
+        )
+        assert plan.kind == "ann" and plan.passing == int(ego.sum())
+        want = set(exact_ids(vectors, q, ego, 10))
+        recalls[name] = len(want & {r["clip_id"] for r in found}) / 10
+        if name == "exo query":
+            assert plan.nprobes == partitions and plan.refine_factor >= 100, plan
+        else:
+            assert plan.nprobes < partitions, plan
+    # (the 1-bit codes of 32-d vectors rank poorly inside one tight cluster, so the ego query's
+    # recall is not the point here; at 512-d it is 0.99+, bench/README.md)
+    assert recalls["exo query"] >= 0.9, recalls
