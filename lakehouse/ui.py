@@ -79,11 +79,35 @@ def run_ui(
     mode = "read-only" if read_only else "full (runs can be launched)"
     echo(f"Dagster UI for {config.root}: http://{HOST}:{port}  [{mode}]  (Ctrl-C stops it)")
     process = subprocess.Popen(argv, env=env, start_new_session=True)
+    # The server runs in its own session (so that stop() reaches every process Dagster starts);
+    # a SIGTERM or SIGHUP to this process must stop it too, or it would outlive us.
+    previous = {}
+
+    def _terminate(signum: int, frame: object) -> None:
+        raise _Stopped(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            previous[signum] = signal.signal(signum, _terminate)
+        except ValueError:  # not the main thread: leave the handlers alone
+            pass
     try:
         return process.wait()
     except KeyboardInterrupt:
         stop(process)
         return 130
+    except _Stopped as exc:
+        stop(process)
+        return 128 + exc.signum
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+class _Stopped(Exception):
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
 
 
 def stop(process: subprocess.Popen, grace_s: float = 10.0) -> None:

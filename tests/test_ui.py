@@ -71,6 +71,19 @@ def materialize_a_source(root: Path, videos: dict[str, Path]) -> None:
     run_subset(config, "third_person_dance")
 
 
+def port_closes(port: int, within_s: float = 20.0) -> bool:
+    """True once nothing listens on ``port`` any more: the server that `lakehouse ui` started in
+    its own session is gone too, not only the processes of the test's group."""
+    deadline = time.time() + within_s
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            return True
+        time.sleep(0.5)
+    return False
+
+
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory, synthetic_videos):
     root = tmp_path_factory.mktemp("ui") / "lakehouse"
@@ -111,6 +124,7 @@ def ui(tmp_path_factory, synthetic_videos):
             ["pgrep", "-g", str(process.pid)], capture_output=True, text=True
         ).stdout.strip()
         assert leftover == "", f"processes left behind: {leftover}"
+        assert port_closes(port), "the UI server outlived `lakehouse ui`"
 
 
 def test_the_ui_listens_on_loopback_only(ui):

@@ -61,13 +61,13 @@ def start_ui(root, *extra: str):
         except OSError:
             pass
         if process.poll() is not None or time.time() > deadline:
-            stop_ui(process, log)
+            stop_ui(process, log, port)
             pytest.fail("the UI did not start: " + (root.parent / f"ui-{port}.log").read_text())
         time.sleep(1)
     return process, log, port
 
 
-def stop_ui(process: subprocess.Popen, log) -> None:
+def stop_ui(process: subprocess.Popen, log, port: int | None = None) -> None:
     try:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=15)
@@ -89,6 +89,21 @@ def stop_ui(process: subprocess.Popen, log) -> None:
         time.sleep(0.5)
     log.close()
     assert not left, f"processes left behind: {left}"
+    if port is not None:
+        assert port_closes(port), "the UI server outlived `lakehouse ui`"
+
+
+def port_closes(port: int, within_s: float = 20.0) -> bool:
+    """True once nothing listens on ``port`` any more: the server that `lakehouse ui` started in
+    its own session is gone too, not only the processes of the test's group."""
+    deadline = time.time() + within_s
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            return True
+        time.sleep(0.5)
+    return False
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +113,7 @@ def full_ui(tmp_path_factory):
     try:
         yield port
     finally:
-        stop_ui(process, log)
+        stop_ui(process, log, port)
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +123,7 @@ def read_only_ui(tmp_path_factory):
     try:
         yield port
     finally:
-        stop_ui(process, log)
+        stop_ui(process, log, port)
 
 
 def request(port, method, path, *, body=None, headers=None):
