@@ -183,8 +183,8 @@ def test_a_filter_that_excludes_the_query_neighbourhood_still_finds_its_rows(con
     """Ten tight ego clusters and ten exo ones (100,000 rows, about 24 partitions): under
     ``viewpoint = 'ego'`` an exo query's nearest partitions hold no passing row, and the
     filtered top 10 (far from it) lies anywhere; the planner sees that from its sample and
-    probes every partition with a deeper re-rank, while an ego query probes its own
-    neighbourhood only."""
+    probes every partition with a deeper re-rank, while an ego query keeps the ordinary
+    plan."""
     rng = np.random.default_rng(5)
     centers = unit(rng.normal(size=(20, DIM)))
     members = np.repeat(np.arange(20), 5000)
@@ -211,8 +211,9 @@ def test_a_filter_that_excludes_the_query_neighbourhood_still_finds_its_rows(con
         recalls[name] = len(want & {r["clip_id"] for r in found}) / 10
         if name == "exo query":
             assert plan.nprobes == partitions and plan.refine_factor >= 100, plan
-        else:
-            assert plan.nprobes < partitions, plan
+        else:  # near its own rows: the ordinary plan (the configured probes already cover
+            # most of this small index, so only the re-ranking tells the two apart)
+            assert plan.refine_factor == lh.config.search.refine_factor, plan
     # (the 1-bit codes of 32-d vectors rank poorly inside one tight cluster, so the ego query's
     # recall is not the point here; at 512-d it is 0.99+, bench/README.md)
     assert recalls["exo query"] >= 0.9, recalls
