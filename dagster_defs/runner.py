@@ -49,6 +49,19 @@ def open_instance(config: Config) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(home))
 
 
+def ensure_partition(instance: dg.DagsterInstance, source: str) -> None:
+    """Register ``source`` as a partition. Two runs starting at once both see it missing and
+    both insert; Dagster's table has a unique key, so the second insert fails — and the
+    partition is there, which is all either run needs."""
+    if instance.has_dynamic_partition(sources_partitions.name, source):
+        return
+    try:
+        instance.add_dynamic_partitions(sources_partitions.name, [source])
+    except Exception:  # sqlalchemy's IntegrityError, through whichever storage is configured
+        if not instance.has_dynamic_partition(sources_partitions.name, source):
+            raise
+
+
 def run_ingest(
     config: Config,
     source: str,
@@ -62,8 +75,7 @@ def run_ingest(
     own_instance = instance is None
     instance = instance or open_instance(config)
     try:
-        if not instance.has_dynamic_partition(sources_partitions.name, source):
-            instance.add_dynamic_partitions(sources_partitions.name, [source])
+        ensure_partition(instance, source)
         job = defs.resolve_job_def(job_name)
         run_config = {
             "loggers": {"console": {"config": {"log_level": logging.getLevelName(log_level)}}}

@@ -266,3 +266,33 @@ def test_a_lakehouse_handle_in_another_process_needs_no_reopen(lh, tmp_path):
     assert os.path.isdir(lh.table_uri("sources"))
     assert sorted(lh.read("sources").column("source").to_pylist()) == ["a", "b"]
     assert lh.sql("select count(*) as n from sources").to_pylist() == [{"n": 2}]
+
+
+def test_a_partition_registered_by_a_racing_run_is_not_an_error(monkeypatch):
+    """Two `lakehouse ingest` runs of one new source both find the partition missing and both
+    insert it; the loser's insert hits Dagster's unique key (seen once in a clean-clone CI run
+    of the two-runs test above), which must not fail its run."""
+    import dagster as dg
+    import sqlalchemy.exc
+
+    from dagster_defs.ingest.partitions import sources_partitions
+    from dagster_defs.runner import ensure_partition
+
+    instance = dg.DagsterInstance.ephemeral()
+    real_add = instance.add_dynamic_partitions
+
+    def lose_the_race(name, keys):  # the other run inserts between our check and our insert
+        real_add(name, keys)
+        raise sqlalchemy.exc.IntegrityError("INSERT …", {}, Exception("UNIQUE constraint failed"))
+
+    monkeypatch.setattr(instance, "add_dynamic_partitions", lose_the_race)
+    ensure_partition(instance, "cam")
+    assert instance.get_dynamic_partitions(sources_partitions.name) == ["cam"]
+    # a failure that is not the race still raises
+    monkeypatch.setattr(instance, "add_dynamic_partitions", _fail)
+    with pytest.raises(RuntimeError, match="unavailable"):
+        ensure_partition(instance, "other")
+
+
+def _fail(*args, **kwargs):
+    raise RuntimeError("the event storage is unavailable")
