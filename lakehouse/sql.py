@@ -26,6 +26,7 @@ on the versions it opened until it closes (:mod:`lakehouse.readers`).
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
@@ -403,12 +404,37 @@ def run_sql(
             weakref.finalize(session, shutil.rmtree, session._tmp, ignore_errors=True)
             cached = (key, session, threading.Lock())
             lh._sql_session = cached
+            _KEPT.add(lh)
     _, session, lock = cached
     with lock:
         return session.query(sql, params, timeout_s=timeout_s)
 
 
 _SESSIONS_LOCK = threading.Lock()
+_KEPT: weakref.WeakSet[Lakehouse] = weakref.WeakSet()  # lakehouses holding a kept session
+
+
+def close_kept_sessions() -> None:
+    """Close the sessions ``run_sql`` keeps (and the parser connection of ``search``): run at
+    interpreter exit, so no DuckDB connection is still alive when its module is torn down
+    (DuckDB's bindings then print a screen of "leaked instance" warnings)."""
+    with _SESSIONS_LOCK:
+        for lh in list(_KEPT):
+            cached = getattr(lh, "_sql_session", None)
+            if cached is not None:
+                with cached[2]:
+                    cached[1].close()
+                lh._sql_session = None
+        _KEPT.clear()
+    import sys
+
+    search = sys.modules.get("lakehouse.search")
+    if search is not None and search._parser.cache_info().currsize:
+        search._parser().close()
+        search._parser.cache_clear()
+
+
+atexit.register(close_kept_sessions)
 
 
 def read_query_arg(text: str) -> str:

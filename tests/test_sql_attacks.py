@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from lakehouse import sql_isolated
 from lakehouse.errors import QueryError, QueryRefusedError, QueryTimeoutError
 from lakehouse.sql import Session, run_sql
 from lakehouse.store import Lakehouse
@@ -217,13 +218,18 @@ def test_huge_results_are_refused_not_materialized(lh):
 
 
 @pytest.mark.slow
-def test_a_query_that_ignores_interrupts_is_killed_in_its_own_process(lh):
+def test_a_query_that_ignores_interrupts_is_killed_in_its_own_process(lh, monkeypatch):
     # repeat() of 1e9 characters neither honours the interrupt nor the buffer manager
-    small = _small(lh, timeout_s=2, process_memory_mb=6000)
+    # (about 4 s here on a quiet machine: the process is killed at 1 s + a grace of 0.5 s,
+    # which the default 8 s grace for starting the process would let it finish within)
+    small = _small(lh, timeout_s=1, process_memory_mb=6000)
     began = time.monotonic()
-    with pytest.raises(QueryTimeoutError, match="stopped"):
-        run_sql(small, "select length(repeat('x', 1000000000)) as n", isolated=True)
+    with monkeypatch.context() as patched:
+        patched.setattr(sql_isolated, "GRACE_S", 0.5)
+        with pytest.raises(QueryTimeoutError, match="stopped"):
+            run_sql(small, "select length(repeat('x', 1000000000)) as n", isolated=True)
     assert time.monotonic() - began < 25
+    small = _small(lh, timeout_s=2, process_memory_mb=6000)
     assert run_sql(small, "select 42 as x", isolated=True).to_pylist() == [{"x": 42}]
     with pytest.raises(QueryRefusedError, match="read_text"):
         run_sql(small, "select * from read_text('/etc/hostname')", isolated=True)
