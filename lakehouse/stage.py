@@ -58,6 +58,17 @@ def record_issues(
         row = issue.to_row(source.name, run_id)
         rows.setdefault(row["quarantine_id"], row)
     scope = f"{source.scope} AND {in_list('stage', stages)}"
+    # The same failure found again keeps its recorded message: FFmpeg's wording of one damage
+    # can differ between runs (how many frames the decoder's threads got out before the error),
+    # and a re-run that finds nothing new must commit nothing.
+    if rows:
+        before = lh.read(
+            "quarantine", columns=["quarantine_id", "reason_code", "message"], filter=scope
+        )
+        for old in before.to_pylist():
+            row = rows.get(old["quarantine_id"])
+            if row is not None and row["reason_code"] == old["reason_code"]:
+                row["message"] = old["message"]
     lh.sync("quarantine", list(rows.values()), scope=scope)
     reasons = Counter(r["reason_code"] for r in rows.values())
     return len(rows), dict(sorted(reasons.items()))

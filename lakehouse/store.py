@@ -150,19 +150,29 @@ class Lakehouse:
         if ds is not None:
             return self._evolve(name, ds, schema or self.schema(name))
         schema = schema or self.schema(name)
-        try:
-            return lance.write_dataset(
-                schema.empty_table(),
-                self.table_uri(name),
-                mode="create",
-                storage_options=self.config.storage_options or None,
-            )
-        except OSError as exc:
-            if "already exists" not in str(exc):
-                raise
+        from lakehouse.locks import lakehouse_lock
+
+        # Creation serializes (local roots): two writers creating one table at once could both
+        # pass Lance's "create" check, and the second commit landed as an Overwrite of the first
+        # table — an incompatible change for every merge begun on it (seen in a CI run), and
+        # a loss of any rows merged in between.
+        with lakehouse_lock(self, f"create-{name}"):
             ds = self.dataset(name)
-            assert ds is not None
-            return ds
+            if ds is not None:
+                return self._evolve(name, ds, schema)
+            try:
+                return lance.write_dataset(
+                    schema.empty_table(),
+                    self.table_uri(name),
+                    mode="create",
+                    storage_options=self.config.storage_options or None,
+                )
+            except OSError as exc:
+                if "already exists" not in str(exc):
+                    raise
+                ds = self.dataset(name)
+                assert ds is not None
+                return ds
 
     def _evolve(self, name: str, ds: lance.LanceDataset, schema: pa.Schema) -> lance.LanceDataset:
         """Add (as nulls) the columns a newer version of the code expects; never drop any.

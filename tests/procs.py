@@ -28,6 +28,12 @@ def _wait(args: dict) -> None:
         time.sleep(delay)
 
 
+def create_table(args: dict) -> dict:
+    lh = _open(args)
+    _wait(args)
+    return {"version": lh.ensure(args["table"]).version}
+
+
 def upsert_keys(args: dict) -> dict:
     """Write ``keys`` in chunks, as ``upsert`` (update or insert-only) or as a scoped ``sync``."""
     lh = _open(args)
@@ -161,6 +167,7 @@ def export(args: dict) -> dict:
 COMMANDS = {
     f.__name__: f
     for f in (
+        create_table,
         upsert_keys,
         ingest_dagster,
         materialize_without_lock,

@@ -48,3 +48,29 @@ def test_tables_written_by_older_code_gain_new_columns(lh):
     )  # as an older release wrote it
     lh.upsert("sources", [{**_src("a"), "viewpoint": "ego"}])
     assert lh.read("sources").column("viewpoint").to_pylist() == ["ego"]
+
+
+def test_a_failure_found_again_in_other_words_commits_nothing(lh):
+    """FFmpeg words one damage differently between runs (frames out before the error depend on
+    its threads); the quarantine keeps the recorded message, so the re-run commits nothing, while
+    a new reason for the same input is recorded."""
+    from types import SimpleNamespace
+
+    from lakehouse import quarantine as q
+    from lakehouse.stage import record_issues
+
+    source = SimpleNamespace(name="cam", scope="source = 'cam'")
+
+    def issue(reason: str, message: str) -> q.Issue:
+        return q.Issue("videos", "/data/cam/bad.mp4", reason, message)
+
+    record_issues(lh, source, ["videos"], [issue(q.DECODE_ERROR, "failed after 57 frames")], "r1")
+    version = lh.dataset("quarantine").version
+    record_issues(lh, source, ["videos"], [issue(q.DECODE_ERROR, "failed after 58 frames")], "r2")
+    assert lh.dataset("quarantine").version == version
+    assert lh.read("quarantine").column("message").to_pylist() == ["failed after 57 frames"]
+    record_issues(lh, source, ["videos"], [issue(q.TIMEOUT, "took longer than 120 s")], "r3")
+    rows = lh.read("quarantine").to_pylist()
+    assert [(r["reason_code"], r["message"]) for r in rows] == [
+        (q.TIMEOUT, "took longer than 120 s")
+    ]
