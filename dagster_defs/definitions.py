@@ -11,7 +11,11 @@ from dagster_defs.embeddings.checks import embedding_checks
 from dagster_defs.ingest.assets import ingest_assets
 from dagster_defs.ingest.checks import ingest_checks
 from dagster_defs.ingest.partitions import sources_partitions
-from dagster_defs.publication.assets import publication_assets
+from dagster_defs.publication.assets import (
+    curation_publication_assets,
+    publication_assets,
+    signal_publication_assets,
+)
 from dagster_defs.resources import lakehouse_resource
 from dagster_defs.signals.assets import curation_assets, signal_assets
 from dagster_defs.signals.checks import signal_checks
@@ -46,14 +50,20 @@ def build_defs(config: Config) -> dg.Definitions:
     )
     signals_job = dg.define_asset_job(
         SIGNALS_JOB,
-        selection=dg.AssetSelection.assets(*signal_assets),
+        selection=dg.AssetSelection.assets(*signal_assets, *signal_publication_assets),
         partitions_def=sources_partitions,
-        description="Hand, body, face and quality signals of one source's clips (MediaPipe).",
+        description=(
+            "Hand, body, face and quality signals of one source's clips (MediaPipe), then "
+            "publish them once their checks passed."
+        ),
     )
     curation_job = dg.define_asset_job(
         CURATION_JOB,
-        selection=dg.AssetSelection.assets(*curation_assets),
-        description="Predicted viewpoints and near-duplicate clusters over every source.",
+        selection=dg.AssetSelection.assets(*curation_assets, *curation_publication_assets),
+        description=(
+            "Predicted viewpoints and near-duplicate clusters over every source, then publish "
+            "them once their checks passed."
+        ),
     )
     subsets = subset_assets(config)
     subsets_job = dg.define_asset_job(
@@ -67,7 +77,9 @@ def build_defs(config: Config) -> dg.Definitions:
             *embedding_assets,
             *publication_assets,
             *signal_assets,
+            *signal_publication_assets,
             *curation_assets,
+            *curation_publication_assets,
             *view_specs(config),
             *subsets,
         ],

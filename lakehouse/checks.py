@@ -1,7 +1,8 @@
 """The blocking checks, as library functions: Dagster's asset checks call them on the tables'
 latest versions, and :func:`lakehouse.publish.publish` calls them again on exactly the versions
-it is about to publish. Each takes an open :class:`~lakehouse.sql.Session` and returns a
-:class:`CheckOutcome`."""
+it is about to publish. The per-source ingest checks that do not gate publication (annotation
+coverage, quarantine counts) live here too, so the asset checks stay wiring. Each takes an open
+:class:`~lakehouse.sql.Session` and returns a :class:`CheckOutcome`."""
 
 from __future__ import annotations
 
@@ -93,4 +94,117 @@ def unit_vectors(
         f"{table}_unit_norm",
         bad == 0,
         {"vectors_checked": checked, "not_unit_norm": bad},
+    )
+
+
+def signal_values_in_range(session: Session, source: str | None = None) -> CheckOutcome:
+    """Every value of the ``signals`` rows (of ``source``, or of every source) in its range
+    (:func:`lakehouse.signals.out_of_range_sql`: fractions, areas and grey levels in [0, 1],
+    sharpness and motion not negative), the 0/1/2-hand fractions add up to 1, and every
+    privacy_status is a known one."""
+    from lakehouse.signals import PRIVACY_STATUSES, out_of_range_sql
+
+    out_of_range = out_of_range_sql()
+    row = _one(
+        session,
+        f"""
+        select count(*) as rows,
+               count(*) filter (where {out_of_range}) as out_of_range,
+               count(*) filter (
+                   where abs(hands_0_frac + hands_1_frac + hands_2_frac - 1) > 1e-6
+               ) as hand_fractions_not_summing_to_one,
+               count(*) filter (
+                   where privacy_status is null or not list_contains($statuses, privacy_status)
+               ) as unknown_privacy_status
+        from signals where $source is null or source = $source
+        """,
+        {"statuses": list(PRIVACY_STATUSES), "source": source},
+    )
+    metadata = {k: int(v) for k, v in row.items()}
+    bad = sum(v for k, v in metadata.items() if k != "rows")
+    return CheckOutcome("signal_values_in_range", bad == 0, metadata)
+
+
+def one_representative_per_cluster(session: Session) -> CheckOutcome:
+    """Every near-duplicate cluster has exactly one representative (itself), and every member is
+    within the threshold of it."""
+    row = _one(
+        session,
+        """
+        with clusters as (
+            select cluster_id,
+                   count(*) filter (where is_representative) as representatives,
+                   bool_and(is_representative = (clip_id = cluster_id)) as consistent,
+                   bool_and(similarity >= threshold - 1e-6) as within
+            from near_duplicates group by cluster_id
+        )
+        select count(*) as clusters,
+               count(*) filter (
+                   where representatives <> 1 or not consistent or not within
+               ) as bad_clusters
+        from clusters
+        """,
+    )
+    metadata = {k: int(v) for k, v in row.items()}
+    return CheckOutcome("one_representative_per_cluster", metadata["bad_clusters"] == 0, metadata)
+
+
+def annotation_coverage(session: Session, source: str) -> CheckOutcome:
+    """Every annotation row of ``source`` resolves to one of its clips (an orphan means the clips
+    stage lost an annotated span); the metadata gives the share of clips with annotations."""
+    row = _one(
+        session,
+        """
+        with a as (select * from annotations where source = $source),
+             c as (select * from clips where source = $source)
+        select
+            (select count(*) from c) as clips,
+            (select count(*) from c where clip_id in (select clip_id from a)) as annotated,
+            (select count(*) from a where clip_id not in (select clip_id from c)) as orphans,
+            (select count(*) from a where not video_found) as video_missing
+        """,
+        {"source": source},
+    )
+    coverage = row["annotated"] / row["clips"] if row["clips"] else 0.0
+    return CheckOutcome(
+        "annotation_coverage",
+        row["orphans"] == 0,
+        {
+            "coverage": round(coverage, 4),
+            "annotated_clips": row["annotated"],
+            "orphan_annotations": row["orphans"],
+            "annotations_without_local_video": row["video_missing"],
+        },
+    )
+
+
+# More than this share of a source's video files unusable points at the source (a wrong folder,
+# a codec we cannot read), not at a few damaged files.
+MAX_BAD_FILE_SHARE = 0.5
+
+
+def quarantine_counts(session: Session, source: str) -> CheckOutcome:
+    """At most :data:`MAX_BAD_FILE_SHARE` of the video files of ``source`` were quarantined
+    (at discovery or while probing); other quarantine rows are counted, not judged."""
+    row = _one(
+        session,
+        """
+        select
+            (select count(*) from videos where source = $source) as videos,
+            (select count(*) from quarantine where source = $source) as quarantined,
+            (select count(*) from quarantine
+              where source = $source and stage in ('discover', 'videos')) as bad_files
+        """,
+        {"source": source},
+    )
+    files = row["videos"] + row["bad_files"]
+    share = row["bad_files"] / files if files else 0.0
+    return CheckOutcome(
+        "quarantine_counts",
+        share <= MAX_BAD_FILE_SHARE,
+        {
+            "quarantined_rows": row["quarantined"],
+            "bad_video_files": row["bad_files"],
+            "bad_file_share": round(share, 4),
+        },
     )

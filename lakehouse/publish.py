@@ -37,10 +37,7 @@ if TYPE_CHECKING:
     from lakehouse.store import Lakehouse
 
 # The tables the ingest and embedding stages write; subsets and subset_clips are written whole
-# by one step (their commit marker is the subsets row) and are read at their latest version, as
-# are the derived curation tables (signals, signal_frames, viewpoint_predictions,
-# near_duplicates): each is one commit of one step, computed from published inputs, with checks
-# of its own, and its rows only add columns to clips readers already see.
+# by one step (their commit marker is the subsets row) and are read at their latest version.
 PIPELINE_TABLES = (
     "sources",
     "videos",
@@ -51,6 +48,12 @@ PIPELINE_TABLES = (
     "clip_embeddings",
     "text_embeddings",
 )
+# The derived curation tables are published the same way, by the steps that write them: the
+# signals of a source once their range check passed (privacy_status decides what an export lets
+# through, so a bad row must not reach readers), the viewpoint predictions and near-duplicate
+# clusters once the cluster check passed.
+SIGNAL_TABLES = ("signals", "signal_frames")
+CURATION_TABLES = ("viewpoint_predictions", "near_duplicates")
 VECTOR_TABLES = ("clip_embeddings", "text_embeddings")
 RECORD = pa.schema(
     [
@@ -81,6 +84,10 @@ def verify(lh: Lakehouse, versions: dict[str, int]) -> list[CheckOutcome]:
             outcomes.append(checks.unique_keys(session, table))
         if "clips" in versions and "videos" in versions:
             outcomes.append(checks.clip_spans_within_video(session))
+        if "signals" in versions:
+            outcomes.append(checks.signal_values_in_range(session))
+        if "near_duplicates" in versions:
+            outcomes.append(checks.one_representative_per_cluster(session))
     for table in VECTOR_TABLES:
         if table in versions:
             since = lh.published_version(table)

@@ -46,6 +46,25 @@ TABLE = "signals"
 FRAMES_TABLE = "signal_frames"
 CHUNK_CLIPS = 32
 PRIVACY_STATUSES = ("clear", "faces_visible", "blurred", "needs_review")
+# The ranges every ``signals`` row is held to by the range checks (null values pass: a clip with
+# one analysed frame has no motion). Fractions, areas, grey levels and the grey difference lie in
+# [0, 1]; sharpness and the motion energies (per second) are unbounded above.
+UNIT_COLUMNS = (
+    "hands_frac",
+    "hands_0_frac",
+    "hands_1_frac",
+    "hands_2_frac",
+    "left_hand_frac",
+    "right_hand_frac",
+    "person_frac",
+    "full_body_frac",
+    "face_frac",
+    "max_face_area",
+    "brightness",
+    "contrast",
+    "motion_score",
+)
+NON_NEGATIVE_COLUMNS = ("sharpness", "min_sharpness", "hand_motion", "body_motion", "camera_motion")
 FRAME_SOURCES = ("video", "keyframes")
 VIDEO_JPEG_QUALITY = 95
 T = TypeVar("T")
@@ -423,6 +442,17 @@ def summarize(
         "camera_motion": camera,
         "static_camera": None if camera is None else camera < settings.static_camera_motion,
     }
+
+
+def out_of_range_sql() -> str:
+    """A SQL condition on a ``signals`` row, true when a value is out of its range: see
+    ``UNIT_COLUMNS`` and ``NON_NEGATIVE_COLUMNS``; ``min_sharpness`` above the mean sharpness, or
+    fewer persons than faces, are out of range too."""
+    return " or ".join(
+        [f"{c} < 0 or {c} > 1" for c in UNIT_COLUMNS]
+        + [f"{c} < 0" for c in NON_NEGATIVE_COLUMNS]
+        + ["min_sharpness > sharpness * (1 + 1e-9) + 1e-9", "max_persons < max_faces"]
+    )
 
 
 def privacy_status(results: list[FrameResult], settings: SignalSettings) -> str:

@@ -495,11 +495,13 @@ class Lakehouse:
     def signals(self, source: str | None = None, *, run_id: str | None = None) -> list[Any]:
         """Hand, body, face and quality signals of the clips lacking them (MediaPipe), then the
         predicted viewpoints and near-duplicate clusters over every source (no Dagster; the
-        ``signals_job`` and ``curation`` jobs run the same functions). Returns each stage's
+        ``signals_job`` and ``curation`` jobs run the same functions). Each group of tables is
+        published (readers see it) only after its blocking checks passed. Returns each stage's
         result; see docs/signals.md."""
         import uuid
 
         from lakehouse.duplicates import find_near_duplicates
+        from lakehouse.publish import CURATION_TABLES, SIGNAL_TABLES, publish
         from lakehouse.signals import compute_signals
         from lakehouse.sources import get_source, list_sources
         from lakehouse.viewpoint import predict_viewpoints
@@ -507,8 +509,10 @@ class Lakehouse:
         run_id = run_id or uuid.uuid4().hex
         sources = [get_source(self, source)] if source else list_sources(self)
         results = [compute_signals(self, src, run_id=run_id) for src in sources]
+        publish(self, SIGNAL_TABLES)  # readers see the signals once their checks passed
         results.append(predict_viewpoints(self, run_id=run_id))
         results.append(find_near_duplicates(self, run_id=run_id))
+        publish(self, CURATION_TABLES)
         return results
 
     def search(self, text: str | None = None, **kwargs: Any) -> pa.Table:

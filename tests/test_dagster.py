@@ -34,6 +34,8 @@ ASSET_KEYS = [
     "keyframes",
     "near_duplicates",
     "object_pick_and_place",
+    "published_curation",
+    "published_signals",
     "published_versions",
     "quarantine",
     "search_index",

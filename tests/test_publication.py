@@ -19,7 +19,8 @@ import pytest
 
 from lakehouse import schemas
 from lakehouse.errors import PipelineError, PublicationError, TableNotFoundError
-from lakehouse.publish import publish
+from lakehouse.publish import CURATION_TABLES, SIGNAL_TABLES, publish
+from lakehouse.sources import register_source
 from lakehouse.sql import Session
 from lakehouse.store import Lakehouse
 
@@ -153,6 +154,103 @@ def test_an_unpublished_table_reads_at_its_latest_version(lh):
     lh.upsert("sources", [{"source": "a", "uri": "/a", "annotation_files": []}])
     assert lh.published_version("sources") is None
     assert lh.sql("select count(*) as n from sources").to_pylist() == [{"n": 1}]
+
+
+def signal_row(clip: dict, **values) -> dict:
+    """A signals row for ``clip`` (as compute_signals writes one; the values are the test's)."""
+    import datetime as dt
+
+    row = dict.fromkeys(schemas.SIGNALS.names)
+    row.update(
+        signal_id=f"{clip['clip_id']}:test",
+        clip_id=clip["clip_id"],
+        video_id=clip["video_id"],
+        source=clip["source"],
+        model_id="test-writer",
+        frames=2,
+        hands_frac=0.5,
+        hands_0_frac=0.5,
+        hands_1_frac=0.5,
+        hands_2_frac=0.0,
+        privacy_status="faces_visible",
+        computed_at=dt.datetime.now(dt.UTC),
+    )
+    row.update(values)
+    return row
+
+
+def privacy(reader: Lakehouse | Session) -> list[str]:
+    sql = "select privacy_status from clip_facts where privacy_status is not null"
+    run = reader.sql if isinstance(reader, Lakehouse) else reader.query
+    return run(sql).column(0).to_pylist()
+
+
+def test_bad_signals_and_clusters_never_reach_readers(lh, source):
+    """privacy_status decides what an export lets through: a signals row out of range (or a
+    broken near-duplicate cluster) must not become what readers see."""
+    lh.ingest(source, source="cam", annotations=[source / "labels.csv"])
+    clip = lh.read("clips").to_pylist()[0]
+    lh.upsert("signals", [signal_row(clip)], schema=schemas.SIGNALS)
+    published = publish(lh, SIGNAL_TABLES)
+    assert set(published) == {"signals"}  # signal_frames does not exist yet
+    assert privacy(lh) == ["faces_visible"]
+
+    # a newer row claims the clip is clear, with fractions no detector can produce
+    bad = signal_row(clip, signal_id=f"{clip['clip_id']}:bad", privacy_status="clear")
+    bad["hands_frac"] = 1.7
+    append_raw(lh, "signals", [bad])
+    with pytest.raises(PublicationError, match="signal_values_in_range"):
+        publish(lh, SIGNAL_TABLES)
+    assert lh.published_version("signals") == published["signals"]
+    assert privacy(lh) == ["faces_visible"]  # readers: the last good version
+    with Session(lh, latest=True) as session:  # the writers' view has the bad row
+        assert privacy(session) == ["clear"]
+
+    # two representatives in one near-duplicate cluster
+    rows = [
+        {
+            "clip_id": cid,
+            "source": "cam",
+            "cluster_id": clip["clip_id"],
+            "near_duplicate_of": None,
+            "similarity": 1.0,
+            "threshold": 0.95,
+            "cluster_size": 2,
+            "is_representative": True,
+        }
+        for cid in (clip["clip_id"], "another-clip")
+    ]
+    lh.upsert("near_duplicates", rows, schema=schemas.NEAR_DUPLICATES)
+    with pytest.raises(PublicationError, match="one_representative_per_cluster"):
+        publish(lh, CURATION_TABLES)
+    assert lh.published_version("near_duplicates") is None
+    assert lh.sql("select count(*) from near_duplicates").column(0)[0].as_py() == 2  # unpublished
+    lh.delete("near_duplicates", "clip_id = 'another-clip'")
+    lh.upsert("near_duplicates", [{**rows[0], "cluster_size": 1}], schema=schemas.NEAR_DUPLICATES)
+    assert publish(lh, CURATION_TABLES)["near_duplicates"] >= 1
+
+
+def test_a_failed_signals_check_stops_the_dagster_run_before_publication(config, source):
+    pytest.importorskip("mediapipe")
+    from dagster_defs.runner import run_ingest
+
+    lh = Lakehouse(config)
+    register_source(lh, source, name="cam", annotations=[source / "labels.csv"])
+    run_ingest(config, "cam")
+    good = run_ingest(config, "cam", job_name="signals_job")
+    assert [a.asset for a in good.assets] == ["signals", "published_signals"]
+    published = lh.published_version("signals")
+    assert published is not None
+    before = privacy(lh)
+
+    clip = lh.read("clips").to_pylist()[0]
+    bad = signal_row(clip, signal_id=f"{clip['clip_id']}:bad", privacy_status="clear")
+    bad["brightness"] = -3.0
+    append_raw(lh, "signals", [bad])
+    with pytest.raises(PipelineError):
+        run_ingest(config, "cam", job_name="signals_job")
+    assert lh.published_version("signals") == published
+    assert privacy(lh) == before  # readers never saw the bad row
 
 
 # -- 5. cleanup keeps what is in use ---------------------------------------------------------

@@ -1,8 +1,11 @@
 """Signals on the real HumanNet preview: hands in first-person clips, a body in third-person clips,
 faces and privacy, the viewpoint classifier, near-duplicates, the SQL surface and the export."""
 
+import dataclasses
+import itertools
 import json
 import shutil
+from collections import defaultdict
 from pathlib import Path
 
 import dagster as dg
@@ -58,6 +61,10 @@ def signals_lh(tmp_path_factory, preview_lakehouse, preview_dir, preview_records
         for name in ("humannet", "copies")
     }
     predict_viewpoints(lh, run_id="v1")
+    # pinned: "auto" would switch to CLIP vectors on a machine with trained CLIP weights
+    lh.config = dataclasses.replace(
+        lh.config, signals=dataclasses.replace(lh.config.signals, duplicate_embedding="caption")
+    )
     find_near_duplicates(lh, run_id="d1")
     return {"lh": lh, "results": results}
 
@@ -99,6 +106,69 @@ def test_first_person_clips_show_hands_and_third_person_clips_a_body(signals_lh,
         if row["hands_frac"] > 0:
             assert 0 < row["mean_hand_area"] < 1
             assert row["left_hand_frac"] + row["right_hand_frac"] >= row["hands_frac"]
+
+
+def frames_by_clip(lh, where="source = 'humannet'"):
+    """``{clip_id: [signal_frames row, ...]}`` in keyframe order."""
+    out = defaultdict(list)
+    for row in sorted(lh.read("signal_frames", filter=where).to_pylist(), key=lambda r: r["idx"]):
+        out[row["clip_id"]].append(row)
+    return out
+
+
+def test_hand_and_body_motion_and_person_counts(signals_lh):
+    lh = signals_lh["lh"]
+    rows = facts(lh, "source = 'humannet'")
+    per_clip = frames_by_clip(lh)
+
+    def pairs_with_hand(frames):  # motion needs the same hand in two consecutive frames
+        return [
+            (a, b)
+            for a, b in itertools.pairwise(frames)
+            if set(a["hand_sides"]) & set(b["hand_sides"])
+        ]
+
+    def pairs_with_body(frames):
+        out = []
+        for a, b in itertools.pairwise(frames):
+            if a["pose_landmarks"] is None or b["pose_landmarks"] is None:
+                continue
+            va = np.asarray(a["pose_landmarks"]).reshape(33, 4)[:, 3]
+            vb = np.asarray(b["pose_landmarks"]).reshape(33, 4)[:, 3]
+            if ((va >= 0.5) & (vb >= 0.5)).any():
+                out.append((a, b))
+        return out
+
+    for row in rows.values():
+        frames = per_clip[row["clip_id"]]
+        assert len(frames) == row["signal_frames"]
+        # hand_motion / body_motion exist exactly when two consecutive frames allow them
+        assert (row["hand_motion"] is not None) == bool(pairs_with_hand(frames))
+        assert (row["body_motion"] is not None) == bool(pairs_with_body(frames))
+        for column in ("hand_motion", "body_motion"):
+            assert row[column] is None or row[column] > 0  # real landmarks never sit still
+        # the pose model finds one person at most; faces can count more (so a clip with a
+        # person in any frame has max_persons >= 1)
+        assert row["max_persons"] == max(int(row["person_frac"] > 0), row["max_faces"])
+    ego = [r for r in rows.values() if r["viewpoint"] == "ego"]
+    exo = [r for r in rows.values() if r["viewpoint"] == "exo"]
+
+    def with_frames(group, count):
+        return [r for r in group if sum(count(f) for f in per_clip[r["clip_id"]]) >= 2]
+
+    # measured: 12 ego clips show hands in two or more keyframes; 11 of them in two
+    # consecutive ones (hand_motion 0.020-0.224 frame widths/s), the other in its 1st and 3rd
+    handy = with_frames(ego, lambda f: f["hand_count"] > 0)
+    assert len(handy) >= 10
+    assert sum(r["hand_motion"] is not None for r in handy) >= 0.8 * len(handy)
+    # measured: 17 exo clips show a person in two or more keyframes; 15 of them in two
+    # consecutive ones (body_motion 0.017-0.353), the other two only in frames apart
+    bodies = with_frames(exo, lambda f: f["pose_landmarks"] is not None)
+    assert len(bodies) >= 14
+    assert sum(r["body_motion"] is not None for r in bodies) >= 0.8 * len(bodies)
+    assert all(r["hand_motion"] is None for r in exo)  # no hands found in exo clips
+    # measured: three exo clips show two or three faces in one keyframe
+    assert sum(r["max_persons"] >= 2 for r in exo) >= 2
 
 
 def test_per_frame_landmarks_are_kept(signals_lh):
@@ -145,6 +215,30 @@ def test_privacy_status_is_filterable(signals_lh):
         assert rows[key]["max_faces"] >= 1 and rows[key]["max_face_area"] > 0
     for key in clear:
         assert rows[key]["max_faces"] == 0 and rows[key]["face_frac"] == 0
+    # every status follows from the stored per-frame faces by privacy_status's rules
+    review_score = lh.config.signals.face_review_score
+    signals = {
+        r["clip_id"]: r for r in lh.read("signals", filter="source = 'humannet'").to_pylist()
+    }
+    for clip_id, frames in frames_by_clip(lh).items():
+        scores = [s for f in frames for s in f["face_scores"]]
+        face_frames = sum(f["face_count"] > 0 for f in frames)
+        if not scores:
+            expected = "clear"
+        elif max(scores) >= review_score or face_frames >= 2:
+            expected = "faces_visible"
+        else:
+            expected = "needs_review"
+        assert signals[clip_id]["privacy_status"] == expected
+        assert signals[clip_id]["max_face_score"] == (
+            pytest.approx(max(scores)) if scores else None
+        )
+    # measured: four clips with one weak face (scores 0.62-0.68) in one keyframe
+    review = [k for k, r in rows.items() if r["privacy_status"] == "needs_review"]
+    assert len(review) >= 2
+    for key in review:
+        assert rows[key]["max_faces"] >= 1
+        assert rows[key]["face_frac"] * rows[key]["signal_frames"] == pytest.approx(1)
     counted = lh.sql(
         "select count(*) as n from clip_facts where privacy_status = ?", ["clear"]
     ).to_pylist()[0]["n"]
@@ -189,6 +283,8 @@ def test_near_duplicates_cluster_the_copies_with_their_originals(signals_lh):
         }
     dropped = {r["clip_id"] for r in rows.values() if r["near_duplicate_of"] is not None}
     assert len(dropped) == 2
+    embeddings = lh.sql("select distinct embedding from near_duplicates").column(0).to_pylist()
+    assert embeddings == ["caption"]
     kept = lh.sql("select clip_id from exclude_near_duplicates(clip_facts)").column(0).to_pylist()
     assert set(kept) == set(r["clip_id"] for r in rows.values()) - dropped
     # clips without a caption have no vector: they are their own representative
@@ -287,13 +383,18 @@ def test_signals_and_curation_jobs_in_dagster(signals_lh):
 
     lh = signals_lh["lh"]
     report = run_ingest(lh.config, "humannet", job_name="signals_job")
-    assert [a.asset for a in report.assets] == ["signals"]
+    assert [a.asset for a in report.assets] == ["signals", "published_signals"]
     assert report.assets[0].metadata["analysed"] == 0  # already computed: nothing to do
     checks = {c.check: c for c in report.checks}
     assert checks["signal_values_in_range"].passed and checks["signal_coverage"].passed
     assert checks["privacy_review_queue"].metadata["by_status"]["faces_visible"] >= 8
     curation = run_curation(lh.config)
-    assert sorted(a.asset for a in curation.assets) == ["near_duplicates", "viewpoint_predictions"]
+    assert sorted(a.asset for a in curation.assets) == [
+        "near_duplicates",
+        "published_curation",
+        "viewpoint_predictions",
+    ]
+    assert lh.published_version("near_duplicates") == lh.dataset("near_duplicates").version
     checks = {c.check: c for c in curation.checks}
     assert checks["one_representative_per_cluster"].passed
     assert checks["viewpoint_held_out_accuracy"].passed

@@ -1,6 +1,7 @@
-"""``published_versions``: the last asset of the ingest and embed jobs.
+"""The publication assets: ``published_versions`` (the last asset of the ingest and embed jobs),
+``published_signals`` (of the signals job) and ``published_curation`` (of the curation job).
 
-It runs only when every upstream asset materialized and every blocking check passed (Dagster
+Each runs only when every upstream asset materialized and every blocking check passed (Dagster
 skips the downstream of a failed blocking check), and then publishes the versions just checked
 (:func:`lakehouse.publish.publish`); readers see nothing of a run before that.
 """
@@ -11,7 +12,8 @@ from dagster_defs.embeddings.assets import search_index
 from dagster_defs.ingest.assets import quarantine
 from dagster_defs.ingest.partitions import sources_partitions
 from dagster_defs.resources import LakehouseResource
-from lakehouse.publish import publish
+from dagster_defs.signals.assets import near_duplicates, signals, viewpoint_predictions
+from lakehouse.publish import CURATION_TABLES, SIGNAL_TABLES, publish
 
 GROUP = "publication"
 
@@ -31,4 +33,35 @@ def published_versions(lakehouse: LakehouseResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={"published": dg.MetadataValue.json(versions)})
 
 
+@dg.asset(
+    partitions_def=sources_partitions,
+    group_name=GROUP,
+    deps=[signals],
+    kinds={"lance"},
+    description=(
+        "The signals versions readers see (clip_facts, exports' privacy gate), moved forward "
+        "only after the signals' blocking range check passed."
+    ),
+)
+def published_signals(lakehouse: LakehouseResource) -> dg.MaterializeResult:
+    versions = publish(lakehouse.open(), SIGNAL_TABLES)
+    return dg.MaterializeResult(metadata={"published": dg.MetadataValue.json(versions)})
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[viewpoint_predictions, near_duplicates],
+    kinds={"lance"},
+    description=(
+        "The viewpoint-prediction and near-duplicate versions readers see, moved forward only "
+        "after the cluster check passed."
+    ),
+)
+def published_curation(lakehouse: LakehouseResource) -> dg.MaterializeResult:
+    versions = publish(lakehouse.open(), CURATION_TABLES)
+    return dg.MaterializeResult(metadata={"published": dg.MetadataValue.json(versions)})
+
+
 publication_assets = [published_versions]
+signal_publication_assets = [published_signals]
+curation_publication_assets = [published_curation]
