@@ -20,7 +20,7 @@ writes are the same on both backends.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.errors import ConfigError
@@ -36,22 +36,51 @@ def run_tasks(
     tasks: Iterable[tuple[Any, Any]],
     *,
     timeout_s: float,
+    max_timeout_s: float | None = None,
+    timeout_for: Callable[[Any], float | None] | None = None,
     memory_mb: int | None = None,
 ) -> Iterator[TaskOutcome]:
-    """Run ``func(payload)`` for every ``(key, payload)`` on the configured backend."""
+    """Run ``func(payload)`` for every ``(key, payload)`` on the configured backend.
+
+    Each task may take ``timeout_s``, or more for a bigger item, up to ``max_timeout_s``: a
+    local worker asks for it itself (:func:`lakehouse.workers.request_time_limit`), and on Ray,
+    where a running task cannot ask, ``timeout_for(payload)`` (when given) says each task's limit
+    before it is submitted."""
     backend = config.compute.backend
     if backend == "ray":
-        yield from run_on_ray(config, func_ref, tasks, timeout_s=timeout_s)
+        yield from run_on_ray(
+            config,
+            func_ref,
+            tasks,
+            timeout_s=timeout_s,
+            max_timeout_s=max_timeout_s,
+            timeout_for=timeout_for,
+        )
     elif backend == "local":
         yield from run_supervised(
             func_ref,
             tasks,
             workers=config.ingest.workers,
             timeout_s=timeout_s,
+            max_timeout_s=max_timeout_s,
             memory_mb=memory_mb,
         )
     else:
         raise ConfigError(f"compute.backend must be 'local' or 'ray', not {backend!r}.")
+
+
+def task_limit(
+    payload: Any,
+    timeout_s: float,
+    max_timeout_s: float | None,
+    timeout_for: Callable[[Any], float | None] | None,
+) -> float:
+    """One task's time limit on Ray: ``timeout_for``'s answer, within [timeout_s, max_timeout_s]."""
+    wanted = timeout_for(payload) if timeout_for is not None else None
+    if wanted is None or not wanted > 0:
+        return timeout_s
+    ceiling = timeout_s if max_timeout_s is None else max(timeout_s, max_timeout_s)
+    return min(ceiling, max(timeout_s, wanted))
 
 
 def call(func_ref: str, payload: Any) -> Any:
@@ -75,7 +104,13 @@ def ensure_ray(config: Config) -> Any:
 
 
 def run_on_ray(
-    config: Config, func_ref: str, tasks: Iterable[tuple[Any, Any]], *, timeout_s: float
+    config: Config,
+    func_ref: str,
+    tasks: Iterable[tuple[Any, Any]],
+    *,
+    timeout_s: float,
+    max_timeout_s: float | None = None,
+    timeout_for: Callable[[Any], float | None] | None = None,
 ) -> Iterator[TaskOutcome]:
     """One Ray task per item, a bounded number in flight, outcomes in completion order."""
     queue = list(tasks)
@@ -89,20 +124,21 @@ def run_on_ray(
     )
     limit = config.compute.max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
     queue.reverse()  # pop() from the end keeps submission order
-    running: dict[Any, tuple[Any, float]] = {}
+    running: dict[Any, tuple[Any, float, float]] = {}  # ref -> key, start, its time limit
     while queue or running:
         while queue and len(running) < limit:
             key, payload = queue.pop()
-            running[remote.remote(func_ref, payload)] = (key, time.monotonic())
-        deadline = min(started for _, started in running.values()) + timeout_s
+            allowed = task_limit(payload, timeout_s, max_timeout_s, timeout_for)
+            running[remote.remote(func_ref, payload)] = (key, time.monotonic(), allowed)
+        deadline = min(started + allowed for _, started, allowed in running.values())
         ready, _ = ray.wait(
             list(running), num_returns=1, timeout=max(0.0, deadline - time.monotonic())
         )
         for ref in ready:
-            key, started = running.pop(ref)
+            key, started, allowed = running.pop(ref)
             elapsed = time.monotonic() - started
             try:
-                value = ray.get(ref, timeout=timeout_s)
+                value = ray.get(ref, timeout=allowed)
             except RayTaskError as exc:
                 cause = exc.cause if exc.cause is not None else exc
                 message = f"{type(cause).__name__}: {cause}".strip()
@@ -113,9 +149,9 @@ def run_on_ray(
             else:
                 yield TaskOutcome(key, True, value, seconds=elapsed)
         now = time.monotonic()
-        for ref, (key, started) in list(running.items()):
-            if now - started >= timeout_s:
+        for ref, (key, started, allowed) in list(running.items()):
+            if now - started >= allowed:
                 ray.cancel(ref, force=True)
                 del running[ref]
-                message = f"took longer than the {timeout_s:g} s per-file time limit"
+                message = f"took longer than the {allowed:g} s per-file time limit"
                 yield TaskOutcome(key, False, None, "timeout", message, now - started)

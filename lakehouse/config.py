@@ -56,7 +56,11 @@ class IngestSettings:
     """Discovery, probing and segmentation."""
 
     workers: int = 2
+    # per-file time limit: probe_timeout_s, or for a long video (by its header's duration)
+    # probe_seconds_per_video_second of each second of it, never past probe_max_timeout_s
     probe_timeout_s: float = 120.0
+    probe_seconds_per_video_second: float = 1.0
+    probe_max_timeout_s: float = 6 * 3600.0
     worker_memory_mb: int = 4096
     verify_decode: bool = True
     scene_threshold: float = 0.1

@@ -1,7 +1,9 @@
 """Probe one video file with PyAV: identity, stream metadata, GOP layout, scene cuts, integrity.
 
 Runs inside a supervised worker (``lakehouse.workers``), which enforces the per-file time and
-memory limits. With ``verify_decode`` every frame is decoded once: that pass counts frames
+memory limits. Once the container is open, the probe asks for a time limit that fits the
+video's length (see :func:`time_limit`), since reading every frame of a long video takes long.
+With ``verify_decode`` every frame is decoded once: that pass counts frames
 exactly, records keyframe times and a tiny colour signature per frame for scene-cut detection, and
 catches corruption that only shows while decoding. PyAV decodes some damaged streams without
 raising, so FFmpeg's error log is captured during the pass and counted as decode errors too.
@@ -9,6 +11,7 @@ raising, so FFmpeg's error log is captured during the pass and counted as decode
 
 from __future__ import annotations
 
+import math
 import statistics
 from fractions import Fraction
 from itertools import pairwise
@@ -27,12 +30,10 @@ def probe_file(payload: dict[str, Any]) -> dict[str, Any]:
     import av.logging
 
     path = payload["path"]
-    sha = hash_file(path)
-    base = {"sha256": sha, "video_id": video_id_from_sha256(sha)}
     av.logging.set_level(av.logging.ERROR)
     try:
         with av.logging.Capture(local=False) as logs:
-            result = _probe(path, payload, base, logs)
+            result = _probe(path, payload, logs)
     finally:
         # logging off again for whatever this worker process decodes next (see keyframes)
         av.logging.set_level(None)
@@ -47,20 +48,73 @@ def probe_file(payload: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _probe(path: str, payload: dict[str, Any], base: dict, logs: list) -> dict[str, Any]:
+def _probe(path: str, payload: dict[str, Any], logs: list) -> dict[str, Any]:
     import av
+
+    from lakehouse.workers import request_time_limit
 
     try:
         # local files only: a container cannot make FFmpeg fetch a URL or open other protocols
         container = av.open(path, metadata_errors="ignore", options={"protocol_whitelist": "file"})
     except av.error.FFmpegError as exc:
-        return _fail(base, q.UNREADABLE_CONTAINER, _ffmpeg_message(exc, logs))
+        return _fail(_identity(path), q.UNREADABLE_CONTAINER, _ffmpeg_message(exc, logs))
+    base: dict[str, str] = {}
     try:
+        # before hashing: reading the whole file is part of the work the length pays for
+        limit = time_limit(payload, _header_duration(container))
+        if limit is not None:
+            request_time_limit(limit)
+        base = _identity(path)
         return _probe_open(container, payload, base, logs)
     except av.error.FFmpegError as exc:
-        return _fail(base, q.DECODE_ERROR, _ffmpeg_message(exc, logs))
+        return _fail(base or _identity(path), q.DECODE_ERROR, _ffmpeg_message(exc, logs))
     finally:
         container.close()
+
+
+def _identity(path: str) -> dict[str, str]:
+    sha = hash_file(path)
+    return {"sha256": sha, "video_id": video_id_from_sha256(sha)}
+
+
+def time_limit(payload: dict[str, Any], duration_s: float | None) -> float | None:
+    """The time limit for probing a video of ``duration_s`` seconds (by its header):
+    ``seconds_per_video_second`` for each second of video, never less than the base
+    ``timeout_s`` and never more than ``max_timeout_s``, however long the header claims the
+    video is. None when the base limit stands (no duration, no scaling configured)."""
+    per_second = payload.get("seconds_per_video_second") or 0.0
+    base = payload.get("timeout_s") or 0.0
+    ceiling = payload.get("max_timeout_s") or 0.0
+    if not duration_s or not per_second or not math.isfinite(duration_s) or ceiling <= base:
+        return None
+    return min(ceiling, max(base, per_second * duration_s))
+
+
+def header_time_limit(payload: dict[str, Any]) -> float | None:
+    """The time limit :func:`time_limit` gives the video at ``payload["path"]``, read from its
+    header alone (a few milliseconds), for backends whose tasks cannot ask for more time once
+    running (Ray).
+    None when the header cannot be read: the base limit stands and the probe reports why."""
+    import av
+
+    try:
+        with av.open(
+            payload["path"], metadata_errors="ignore", options={"protocol_whitelist": "file"}
+        ) as container:
+            return time_limit(payload, _header_duration(container))
+    except (av.error.FFmpegError, OSError, UnicodeError):
+        return None
+
+
+def _header_duration(container: Any) -> float | None:
+    """The length the container says it has (FFmpeg estimates it from the bit rate where the
+    container does not say), else the first video stream's; untrusted, so only used capped."""
+    if container.duration and container.duration > 0:
+        return container.duration / 1_000_000  # AV_TIME_BASE
+    for vs in container.streams.video:
+        if vs.duration and vs.time_base and vs.duration > 0:
+            return float(vs.duration * vs.time_base)
+    return None
 
 
 # A decoder holds up to 16 reference frames plus the frames its threads work on; 3 bytes a

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from lakehouse import quarantine as q
 from lakehouse.compute import run_tasks
 from lakehouse.discover import Candidate, discover
+from lakehouse.probe import header_time_limit
 from lakehouse.stage import Progress, StageResult, no_progress, record_issues
 from lakehouse.store import in_list
 
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
 # Worker failures that may pass on a retry: never cached as "still bad".
 TRANSIENT = {q.TIMEOUT, q.MEMORY_LIMIT, q.WORKER_CRASHED}
 _WORKER_CODES = {"timeout": q.TIMEOUT, "memory_limit": q.MEMORY_LIMIT}
+TIME_LIMIT_SETTINGS = (
+    "ingest.probe_timeout_s, or for a long video ingest.probe_seconds_per_video_second "
+    "up to ingest.probe_max_timeout_s"
+)
 
 
 def ingest_videos(
@@ -59,6 +64,10 @@ def ingest_videos(
             "scene_sample_fps": settings.scene_sample_fps,
             "max_decode_errors": settings.max_decode_errors,
             "memory_mb": settings.worker_memory_mb,
+            # the probe asks for more time for a long video, up to the cap (lakehouse.probe)
+            "timeout_s": settings.probe_timeout_s,
+            "seconds_per_video_second": settings.probe_seconds_per_video_second,
+            "max_timeout_s": settings.probe_max_timeout_s,
         }
         todo.append((cand, payload))
 
@@ -69,6 +78,8 @@ def ingest_videos(
         "lakehouse.probe:probe_file",
         todo,
         timeout_s=settings.probe_timeout_s,
+        max_timeout_s=settings.probe_max_timeout_s,
+        timeout_for=header_time_limit,  # Ray: a running task cannot ask for more time
         memory_mb=settings.worker_memory_mb,
     )
     for done, outcome in enumerate(outcomes, start=1):
@@ -78,7 +89,10 @@ def ingest_videos(
             code = _WORKER_CODES.get(outcome.error_code, q.WORKER_CRASHED)
             if outcome.error_code == "exception":
                 code = q.UNREADABLE_CONTAINER
-            issues.append(_issue(cand, code, outcome.message))
+            message = outcome.message
+            if code == q.TIMEOUT:
+                message += f" ({TIME_LIMIT_SETTINGS}); raise them to ingest this file"
+            issues.append(_issue(cand, code, message))
             continue
         result = outcome.value
         if not result["ok"]:

@@ -4,11 +4,16 @@ Decoding untrusted video can hang or balloon; a thread cannot be stopped, a proc
 worker runs one task at a time; a task past its deadline gets its worker SIGKILLed and replaced,
 and the task is reported as ``timeout``. A worker that dies (segfault, out of memory) reports
 ``worker_crashed``. The rest of the batch always continues.
+
+The time limit is per task: ``timeout_s`` unless the task, once it knows how much work it holds
+(a video's length, read from its header), asks for more with :func:`request_time_limit`; the
+supervisor grants at most ``max_timeout_s``.
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import subprocess
 import sys
@@ -34,6 +39,19 @@ class TaskOutcome:
     seconds: float = 0.0
 
 
+# In a worker process, while a task runs: the channel to the supervisor and the task's id.
+_running: tuple[Connection, int] | None = None
+
+
+def request_time_limit(seconds: float) -> None:
+    """Ask the supervisor to let the running task take ``seconds`` in all, counted from its
+    start, instead of the run's ``timeout_s``: granted between ``timeout_s`` and the run's
+    ``max_timeout_s``. Does nothing outside a supervised worker (a direct call, a Ray task)."""
+    if _running is not None:
+        outbox, task_id = _running
+        outbox.send((task_id, "time_limit", float(seconds)))
+
+
 def _resolve(func_ref: str) -> Callable[[Any], Any]:
     module, _, name = func_ref.partition(":")
     return getattr(importlib.import_module(module), name)
@@ -42,6 +60,7 @@ def _resolve(func_ref: str) -> Callable[[Any], Any]:
 def _worker_main(func_ref: str, memory_mb: int, threads: int) -> None:
     """Child side: read tasks from fd 0, answer on the original fd 1 (stdout goes to stderr,
     so a library that prints cannot corrupt the channel)."""
+    global _running
     reply_fd = os.dup(1)
     os.dup2(2, 1)
     inbox, outbox = Connection(0, writable=False), Connection(reply_fd, readable=False)
@@ -60,6 +79,7 @@ def _worker_main(func_ref: str, memory_mb: int, threads: int) -> None:
         if message is None:
             return
         task_id, payload = message
+        _running = (outbox, task_id)
         try:
             outbox.send((task_id, "ok", func(payload)))
         except MemoryError:
@@ -67,6 +87,16 @@ def _worker_main(func_ref: str, memory_mb: int, threads: int) -> None:
         except Exception as exc:  # reported per task; the batch goes on
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             outbox.send((task_id, "exception", detail))
+        finally:
+            _running = None
+
+
+@dataclass
+class _Task:
+    task_id: int
+    key: Any
+    started: float
+    limit_s: float
 
 
 class _Worker:
@@ -98,7 +128,7 @@ class _Worker:
         self.inbox = Connection(os.dup(self.process.stdout.fileno()), writable=False)
         self.process.stdin.close()
         self.process.stdout.close()
-        self.task: tuple[int, Any, float] | None = None
+        self.task: _Task | None = None
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -147,13 +177,17 @@ def run_supervised(
     *,
     workers: int = 2,
     timeout_s: float = 120.0,
+    max_timeout_s: float | None = None,
     memory_mb: int | None = None,
 ) -> Iterator[TaskOutcome]:
     """Run ``func(payload)`` for every ``(key, payload)`` in worker processes.
 
     ``func_ref`` is ``"module:function"`` (importable in a fresh interpreter; payloads and
-    results must pickle). Outcomes are yielded as tasks finish, in completion order.
+    results must pickle). Outcomes are yielded as tasks finish, in completion order. Each task
+    may take ``timeout_s``, or what it asks for with :func:`request_time_limit` up to
+    ``max_timeout_s`` (None: no ceiling here, the task's own request is the limit).
     """
+    ceiling = math.inf if max_timeout_s is None else max(timeout_s, max_timeout_s)
     queue = deque(enumerate(tasks))
     if not queue:
         return
@@ -165,41 +199,45 @@ def run_supervised(
             for w in pool:
                 if w.task is None and queue:
                     task_id, (key, payload) = queue.popleft()
-                    w.task = (task_id, key, time.monotonic())
+                    w.task = _Task(task_id, key, time.monotonic(), timeout_s)
                     try:
                         w.outbox.send((task_id, payload))
                     except OSError:
                         pass  # the worker died; noticed below as a crash
             busy = [w for w in pool if w.task]
-            next_deadline = min(w.task[2] + timeout_s for w in busy)
+            next_deadline = min(w.task.started + w.task.limit_s for w in busy)
             ready = wait(
                 [w.inbox for w in busy], timeout=max(0.0, next_deadline - time.monotonic())
             )
             for i, w in enumerate(pool):
                 if w.task is None:
                     continue
-                _, key, started = w.task
-                elapsed = time.monotonic() - started
+                task = w.task
+                elapsed = time.monotonic() - task.started
                 if w.inbox in ready:
                     try:
-                        _, status, value = w.inbox.recv()
+                        task_id, status, value = w.inbox.recv()
                     except (EOFError, OSError):
                         status, value = q_crashed, w.crash_message()
                     else:
+                        if status == "time_limit":  # still running, with a new limit
+                            if task_id == task.task_id:
+                                task.limit_s = min(ceiling, max(timeout_s, value))
+                            continue
                         w.task = None
                         if status == "ok":
-                            yield TaskOutcome(key, True, value, seconds=elapsed)
+                            yield TaskOutcome(task.key, True, value, seconds=elapsed)
                         else:
-                            yield TaskOutcome(key, False, None, status, value, elapsed)
+                            yield TaskOutcome(task.key, False, None, status, value, elapsed)
                         continue
-                elif elapsed >= timeout_s:
+                elif elapsed >= task.limit_s:
                     status = "timeout"
-                    value = f"took longer than the {timeout_s:g} s per-file time limit"
+                    value = f"took longer than the {task.limit_s:g} s per-file time limit"
                 else:
                     continue
                 w.kill()
                 pool[i] = _Worker(func_ref, memory_mb, threads)
-                yield TaskOutcome(key, False, None, status, value, elapsed)
+                yield TaskOutcome(task.key, False, None, status, value, elapsed)
     finally:
         for w in pool:
             w.stop()
@@ -209,4 +247,8 @@ q_crashed = "worker_crashed"
 
 
 if __name__ == "__main__":
-    _worker_main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+    # run as the module lakehouse.workers, not as __main__: that is the module a task imports
+    # to call request_time_limit()
+    from lakehouse.workers import _worker_main as main
+
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))

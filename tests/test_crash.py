@@ -137,25 +137,39 @@ def test_ingest_killed_at_random_points_recovers_exactly(tmp_path, corpus):
 
 @pytest.mark.slow
 def test_writer_killed_inside_its_commits_recovers_exactly(tmp_path):
-    rounds = 30
-    run("commit_loop", root=str(tmp_path / "reference"), rounds=rounds, keys=25)
+    args = {"rounds": 30, "keys": 25}
+    began = time.monotonic()
+    run("commit_loop", root=str(tmp_path / "reference"), **args)
+    full_run_s = time.monotonic() - began
     expected = contents(Lakehouse(_config(tmp_path / "reference")), "sources")
     began = time.monotonic()
-    run("commit_loop", root=str(tmp_path / "timing"), rounds=rounds, keys=25)
-    full_run_s = time.monotonic() - began
+    run("commit_loop", root=str(tmp_path / "startup"), **{**args, "rounds": 0})
+    first_commit_s = time.monotonic() - began  # interpreter, imports and the first commit
     rng = random.Random(2)
-    killed = 0
+    kills = runs = 0
     root = tmp_path / "crashing"
-    for _ in range(TRIALS):  # the same lakehouse, crashed again and again
-        process = start("commit_loop", root=str(root), rounds=rounds, keys=25)
-        killed += kill_after(process, rng.uniform(0.3, full_run_s))
+    while kills < TRIALS:  # the same lakehouse, crashed again and again
+        runs += 1
+        assert runs <= 3 * TRIALS, f"only {kills} of {runs} runs were killed inside their commits"
+        before = _version(root)
+        process = start("commit_loop", root=str(root), **args)
+        if kill_after(process, rng.uniform(first_commit_s, full_run_s)):
+            # a run that committed and did not finish was killed inside its commit loop
+            kills += _version(root) > before
         lh = Lakehouse(_config(root))
         if lh.exists("sources"):
             assert_consistent(lh)
-    run("commit_loop", root=str(root), rounds=rounds, keys=25)
+    run("commit_loop", root=str(root), **args)
     assert contents(Lakehouse(_config(root)), "sources") == expected
-    print(f"commits: {TRIALS} trials, {killed} killed mid-run, {len(expected)} rows")
-    assert killed >= TRIALS // 2
+    print(
+        f"commits: {kills} of {runs} runs killed inside their commits, {len(expected)} rows; "
+        f"a full run {full_run_s:.1f} s"
+    )
+
+
+def _version(root: Path) -> int:
+    ds = Lakehouse(_config(root)).dataset("sources")
+    return ds.version if ds is not None else 0
 
 
 # -- a commit that landed before the crash is recognized ----------------------------------

@@ -6,7 +6,7 @@ import pytest
 from lakehouse import quarantine as q
 from lakehouse import synth
 from lakehouse.ids import hash_file, video_id_from_sha256
-from lakehouse.probe import probe_file
+from lakehouse.probe import header_time_limit, probe_file, time_limit
 from lakehouse.synth import Scene
 
 
@@ -110,3 +110,25 @@ def test_audio_only_file_has_no_video_stream(tmp_path):
     synth.write_audio_only(path)
     result = _probe(path)
     assert result["reason_code"] == q.NO_VIDEO_STREAM
+
+
+def test_the_time_limit_grows_with_the_length_up_to_the_cap():
+    limits = {"timeout_s": 120, "seconds_per_video_second": 0.5, "max_timeout_s": 3600}
+    assert time_limit(limits, 10.0) == 120  # a short video: the base limit
+    assert time_limit(limits, 3 * 3600.0) == 3600  # 3 h of video: capped at 1 h
+    assert time_limit(limits, 1000.0) == 500
+    for unknown in (None, 0.0, float("nan"), float("inf")):
+        assert time_limit(limits, unknown) is None  # no usable duration: the base stands
+    assert time_limit({**limits, "max_timeout_s": 120}, 1000.0) is None  # no room to scale
+    assert time_limit({"timeout_s": 120}, 1000.0) is None  # scaling not configured
+
+
+def test_the_header_alone_gives_the_limit(synthetic_videos, tmp_path):
+    limits = {"timeout_s": 0.5, "seconds_per_video_second": 1.0, "max_timeout_s": 3600}
+    path = synthetic_videos["exo"]
+    with av.open(str(path)) as container:
+        duration = container.duration / 1_000_000
+    assert header_time_limit({**limits, "path": str(path)}) == pytest.approx(duration)
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    assert header_time_limit({**limits, "path": str(text)}) is None  # the probe reports why

@@ -1,6 +1,6 @@
 import time
 
-from lakehouse.workers import run_supervised
+from lakehouse.workers import request_time_limit, run_supervised
 
 
 def _by_key(outcomes):
@@ -31,6 +31,41 @@ def test_a_task_past_its_time_limit_is_killed_and_the_batch_continues():
     assert outcomes["slow"].error_code == "timeout"
     assert all(outcomes[k].ok for k in ("fast1", "fast2", "fast3"))
     assert elapsed < 20  # the 30 s task did not run to completion
+
+
+def sleep_after_asking(payload):
+    """A task (run by name in a worker) that asks for a time limit, then sleeps."""
+    request_time_limit(payload["ask"])
+    time.sleep(payload["sleep"])
+    return payload["sleep"]
+
+
+def test_a_task_may_ask_for_more_time_up_to_the_ceiling():
+    tasks = [
+        ("granted", {"ask": 100, "sleep": 4}),  # past the 3 s base, within the 8 s ceiling
+        ("capped", {"ask": 1e9, "sleep": 60}),  # a huge request gets the ceiling
+        ("too little", {"ask": 0.1, "sleep": 60}),  # never less than the base
+        ("not a number", {"ask": float("nan"), "sleep": 60}),
+    ]
+    start = time.monotonic()
+    outcomes = _by_key(
+        run_supervised(
+            "test_workers:sleep_after_asking", tasks, workers=4, timeout_s=3, max_timeout_s=8
+        )
+    )
+    assert time.monotonic() - start < 30
+    assert outcomes["granted"].ok and outcomes["granted"].value == 4
+    assert outcomes["capped"].error_code == "timeout"
+    assert "8 s per-file time limit" in outcomes["capped"].message
+    assert 8 <= outcomes["capped"].seconds < 20
+    for key in ("too little", "not a number"):
+        assert outcomes[key].error_code == "timeout"
+        assert "3 s per-file time limit" in outcomes[key].message
+        assert outcomes[key].seconds < 8
+
+
+def test_asking_for_time_outside_a_worker_does_nothing():
+    assert sleep_after_asking({"ask": 100, "sleep": 0}) == 0
 
 
 def test_memory_limit_is_enforced_per_task():

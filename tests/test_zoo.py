@@ -170,8 +170,11 @@ def test_hard_zoo_hidden_damage_and_resource_bombs_are_quarantined(config, hard_
     import dataclasses
 
     folder, vfr_frames = hard_zoo
-    # per-file limits sized for small clips: 1200 MB of memory, 10 s of time
-    limits = dataclasses.replace(config.ingest, worker_memory_mb=1200, probe_timeout_s=10)
+    # per-file limits sized for small clips: 1200 MB of memory, 10 s of time whatever the
+    # length (a cap equal to the base: the 40 min file is past it; see the next test)
+    limits = dataclasses.replace(
+        config.ingest, worker_memory_mb=1200, probe_timeout_s=10, probe_max_timeout_s=10
+    )
     lh = Lakehouse(dataclasses.replace(config, ingest=limits))
     began = time.monotonic()
     lh.ingest(folder, source="hard")
@@ -197,6 +200,47 @@ def test_hard_zoo_hidden_damage_and_resource_bombs_are_quarantined(config, hard_
     names = {r["uri"] for r in lh.sql("select uri from clip_facts").to_pylist()}
     assert str(folder / "two\nlines.mp4") in names and str(folder / "café clip ☕.mp4") in names
     assert lh.count("keyframes") >= len(videos)
+
+
+def test_a_long_video_gets_time_for_its_length_up_to_the_cap(config, tmp_path, synthetic_videos):
+    import dataclasses
+
+    from lakehouse.sources import register_source
+    from lakehouse.videos import ingest_videos
+
+    folder = tmp_path / "long"
+    folder.mkdir()
+    seconds = synth.write_long(synthetic_videos["ego"], folder / "ten_minutes.mp4", repeats=200)
+    assert seconds == 600.0  # 9000 frames: decoding them all takes several seconds
+    # a 2 s base limit, 0.1 s per second of video (60 s for this one) …
+    scaled = dataclasses.replace(
+        config.ingest, probe_timeout_s=2, probe_seconds_per_video_second=0.1
+    )
+
+    # … but capped at 3 s: stopped there whatever the header claims (which also shows that
+    # reading this file takes longer than the 2 s base limit)
+    lh = Lakehouse(
+        dataclasses.replace(config, ingest=dataclasses.replace(scaled, probe_max_timeout_s=3))
+    )
+    source = register_source(lh, folder, name="long")
+    began = time.monotonic()
+    result = ingest_videos(lh, source, run_id="capped")
+    assert time.monotonic() - began < 30  # stopped at the cap, not at the 60 s scaled limit
+    assert result.reasons == {q.TIMEOUT: 1} and lh.count("videos") == 0
+    (row,) = lh.read("quarantine").to_pylist()
+    assert row["reason_code"] == q.TIMEOUT
+    assert "3 s per-file time limit" in row["message"]
+    assert "probe_max_timeout_s" in row["message"]
+
+    # with room up to 120 s, the 60 s its length earns is enough: ingested, no longer quarantined
+    lh = Lakehouse(
+        dataclasses.replace(config, ingest=dataclasses.replace(scaled, probe_max_timeout_s=120))
+    )
+    result = ingest_videos(lh, source, run_id="scaled")  # a timeout is read again
+    assert result.quarantined == 0 and lh.count("quarantine") == 0
+    (video,) = lh.read("videos").to_pylist()
+    assert video["num_frames"] == 9000 and video["duration_s"] == pytest.approx(600.0)
+    assert video["decode_verified"]
 
 
 # -- the annotation zoo ----------------------------------------------------------------------
