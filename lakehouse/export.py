@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from lakehouse.store import Lakehouse
 
 FORMATS = ("parquet", "jsonl", "webdataset")
+# statuses that a blurring export must have blurred something for (else the clip stays out)
+BLUR_REQUIRED = ("faces_visible", "needs_review")
 MANIFEST_COLUMNS = [
     "clip_id",
     "video_id",
@@ -260,6 +262,13 @@ def _webdataset(
                 row["faces_blurred"] = blurrer.faces - faces_before
                 if row["faces_blurred"]:
                     row["privacy_status"] = "blurred"
+                elif row.get("privacy_status") in BLUR_REQUIRED:
+                    # the signals saw a face the blurrer did not find: nothing was hidden, so
+                    # the clip would go out as it is; leave it out and say so instead
+                    reason = (
+                        f"privacy: the signals say {row['privacy_status']} but the blurrer "
+                        "found no face to blur; review the clip, or export without it"
+                    )
         if reason is not None:
             result.skipped.append({"clip_id": row["clip_id"], "reason": reason})
             progress(done, len(rows), f"skipped {row['clip_id']}: {reason}")
@@ -296,6 +305,8 @@ def _cleared(lh: Lakehouse, table: pa.Table, result: ExportResult) -> pa.Table:
 
     A version materialized before the signals existed has no ``privacy_status`` in its pinned
     view; then the latest status in the ``signals`` table decides."""
+    import pyarrow as pa
+
     from lakehouse.privacy import refusal
 
     ids = table.column("clip_id").to_pylist()
@@ -314,7 +325,7 @@ def _cleared(lh: Lakehouse, table: pa.Table, result: ExportResult) -> pa.Table:
             keep.append(i)
         else:
             result.skipped.append({"clip_id": clip_id, "reason": reason})
-    return table.take(keep)
+    return table.take(pa.array(keep, pa.int64()))  # typed: an empty list would be null-typed
 
 
 def _uncuttable(row: dict[str, Any]) -> str | None:

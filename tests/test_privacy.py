@@ -1,0 +1,152 @@
+"""privacy_status from per-frame face detections (every branch), the refusal reasons of
+``privacy="refuse"``, and what a ``privacy="blur"`` export records for a clip whose faces the
+blurrer does not find."""
+
+import dataclasses
+import json
+import shutil
+import tarfile
+
+import numpy as np
+import pytest
+
+from lakehouse.config import Config, SignalSettings
+from lakehouse.detectors import FrameResult
+from lakehouse.errors import InputError
+from lakehouse.privacy import check_mode, refusal
+from lakehouse.signals import PRIVACY_STATUSES, privacy_status, summarize
+
+SETTINGS = SignalSettings()  # face_review_score 0.8
+
+
+def frame(*scores: float) -> FrameResult:
+    """A 640x360 frame with one face box per score."""
+    result = FrameResult(640, 360)
+    result.faces = [{"score": s, "box": [0.4, 0.2, 0.5, 0.4]} for s in scores]
+    result.small_gray = np.zeros((90, 160), np.float32)
+    return result
+
+
+@pytest.mark.parametrize(
+    ("frames", "expected"),
+    [
+        ([], "needs_review"),  # nothing analysed: nobody has looked
+        ([frame()], "clear"),
+        ([frame(), frame(), frame()], "clear"),
+        ([frame(), frame(0.93), frame()], "faces_visible"),  # one confident face
+        ([frame(0.8)], "faces_visible"),  # the review score itself is confident
+        ([frame(), frame(0.62), frame()], "needs_review"),  # one weak face
+        ([frame(0.55, 0.6)], "needs_review"),  # two weak faces, but in one frame
+        ([frame(0.55), frame(), frame(0.51)], "faces_visible"),  # weak faces in two frames
+    ],
+)
+def test_privacy_status_rules(frames, expected):
+    assert privacy_status(frames, SETTINGS) == expected
+
+
+def test_privacy_status_follows_the_review_score():
+    strict = dataclasses.replace(SETTINGS, face_review_score=0.95)
+    assert privacy_status([frame(0.93)], SETTINGS) == "faces_visible"
+    assert privacy_status([frame(0.93)], strict) == "needs_review"
+    assert privacy_status([frame(0.96)], strict) == "faces_visible"
+
+
+def test_the_clip_summary_carries_the_status_and_the_faces():
+    analysed = [({"time_s": 2.0 * i}, f) for i, f in enumerate([frame(), frame(0.7), frame()])]
+    summary = summarize(analysed, SETTINGS)
+    assert summary["privacy_status"] == "needs_review"
+    assert summary["face_frac"] == pytest.approx(1 / 3)
+    assert summary["max_faces"] == summary["max_persons"] == 1
+    assert summary["max_face_score"] == pytest.approx(0.7)
+    assert summary["max_face_area"] == pytest.approx(0.1 * 0.2)
+    none = summarize([({"time_s": 0.0}, frame())], SETTINGS)
+    assert none["privacy_status"] == "clear" and none["max_face_score"] is None
+    assert none["max_persons"] == 0
+
+
+def test_only_clear_clips_pass_a_refusing_export():
+    assert refusal("clear") is None
+    for status in set(PRIVACY_STATUSES) - {"clear"}:
+        assert status in refusal(status)
+    assert "no signals" in refusal(None)
+    check_mode(None, "parquet")
+    check_mode("refuse", "jsonl")
+    check_mode("blur", "webdataset")
+    with pytest.raises(InputError, match="WebDataset"):
+        check_mode("blur", "parquet")
+    with pytest.raises(InputError, match="Unknown privacy option"):
+        check_mode("hide", "webdataset")
+
+
+@pytest.fixture
+def flagged_lh(config, synthetic_videos, tmp_path):
+    """Two generated clips with signals: a tabletop left ``clear`` and a stick figure whose row
+    is set to ``faces_visible``, as if the keyframe detector had seen a face there."""
+    pytest.importorskip("mediapipe", reason="the signals extra (mediapipe) is not installed")
+    from lakehouse.pipeline import run_stages
+    from lakehouse.signals import compute_signals
+    from lakehouse.sources import register_source
+    from lakehouse.store import Lakehouse
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    shutil.copy(synthetic_videos["ego"], folder / "a.mp4")
+    shutil.copy(synthetic_videos["exo"], folder / "b.mp4")
+    subsets = tmp_path / "subsets"
+    subsets.mkdir()
+    (subsets / "everything.sql").write_text("select clip_id from clip_facts\n")
+    (subsets / "flagged.sql").write_text(
+        "select clip_id from clip_facts where privacy_status = 'faces_visible'\n"
+    )
+    lh = Lakehouse(Config.from_dict({**config.to_dict(), "subset_dirs": [str(subsets)]}))
+    source = register_source(lh, folder, name="cam")
+    run_stages(lh, source, run_id="r1", embed=False)
+    compute_signals(lh, source, run_id="s1")
+    rows = {r["uri"].rsplit("/", 1)[-1]: r for r in lh.sql("select * from clip_facts").to_pylist()}
+    assert {r["privacy_status"] for r in rows.values()} == {"clear"}  # no face anywhere
+    flagged = lh.read("signals", filter=f"clip_id = '{rows['b.mp4']['clip_id']}'").to_pylist()[0]
+    lh.upsert("signals", [{**flagged, "privacy_status": "faces_visible", "max_faces": 1}])
+    statuses = {
+        r["clip_id"]: r["privacy_status"]
+        for r in lh.sql("select clip_id, privacy_status from clip_facts").to_pylist()
+    }
+    assert statuses == {rows["a.mp4"]["clip_id"]: "clear", flagged["clip_id"]: "faces_visible"}
+    return lh, rows["a.mp4"]["clip_id"], flagged["clip_id"]
+
+
+def test_a_blur_export_of_a_clip_whose_faces_the_blurrer_misses(flagged_lh, tmp_path):
+    """The keyframe detector (``signals.face_min_confidence``, 480 px frames) and the blurrer
+    (0.3, every frame at the video's size) can disagree: here the signals row says
+    ``faces_visible`` and the blurrer finds nothing to blur in the generated video. Nothing
+    would be hidden, so the clip is left out with a privacy reason; the clear clip goes out."""
+    from lakehouse.export import export_subset
+
+    lh, clear, flagged = flagged_lh
+    lh.materialize_subset("everything")
+    refused = export_subset(lh, "everything", fmt="jsonl", out=tmp_path / "a", privacy="refuse")
+    exported = [json.loads(x) for x in (tmp_path / "a" / "everything-v1.jsonl").open()]
+    assert [r["clip_id"] for r in exported] == [clear]
+    assert [s["clip_id"] for s in refused.skipped] == [flagged]
+
+    blurred = export_subset(lh, "everything", fmt="webdataset", out=tmp_path / "b", privacy="blur")
+    assert blurred.samples == 1
+    assert [s["clip_id"] for s in blurred.skipped] == [flagged]
+    assert "found no face to blur" in blurred.skipped[0]["reason"]
+    with tarfile.open(blurred.files[0]) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    assert set(members) == {f"{clear.replace('.', '_')}.{ext}" for ext in ("mp4", "json")}
+    meta = json.loads(members[f"{clear.replace('.', '_')}.json"])
+    assert meta["faces_blurred"] == 0 and meta["privacy_status"] == "clear"
+    index = json.loads((tmp_path / "b" / "everything-v1.json").read_text())
+    assert index["privacy"] == "blur" and index["samples"] == 1
+    assert [s["clip_id"] for s in index["skipped"]] == [flagged]
+
+
+def test_a_refusing_export_with_no_cleared_clip_writes_an_empty_manifest(flagged_lh, tmp_path):
+    from lakehouse.export import export_subset
+
+    lh, _, flagged = flagged_lh
+    lh.materialize_subset("flagged")
+    refused = export_subset(lh, "flagged", fmt="jsonl", out=tmp_path / "a", privacy="refuse")
+    assert [s["clip_id"] for s in refused.skipped] == [flagged]
+    assert (tmp_path / "a" / "flagged-v1.jsonl").read_text() == ""
