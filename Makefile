@@ -34,6 +34,9 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+ui: $(STAMP)
+	$(BIN)/lakehouse ui
+
 bench: $(STAMP)
 	$(BIN)/python bench/bench_keyframes.py
 

@@ -42,9 +42,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpus import CorpusSpec, write_corpus
 
+from lakehouse import schemas
 from lakehouse.config import Config
 from lakehouse.embeddings import CLIP_TABLE
 from lakehouse.models import RANDOM_TAG, resolve_clip
+from lakehouse.sql import read_views
 from lakehouse.store import Lakehouse
 
 PARQUET_TABLES = ("clips", "videos", "annotations")
@@ -166,9 +168,12 @@ def sql(args: argparse.Namespace) -> None:
     for name in PARQUET_TABLES:
         path = os.path.join(folder, f"{name}.parquet")
         con.execute(f"create view {name} as select * from read_parquet('{path}')")
-    con.register("keyframes", lh.schema("keyframes").empty_table())
-    view = (PROJECT / "sql" / "views" / "clip_facts.sql").read_text().strip().rstrip(";")
-    con.execute(f"create view clip_facts as {view}")
+    for name in schemas.TABLES:  # the tables the corpus does not fill, empty as in the lakehouse
+        if name not in PARQUET_TABLES:
+            con.register(name, lh.schema(name).empty_table())
+    views = read_views([PROJECT / "sql" / "views"])
+    for name in ("clip_signals", "clip_facts"):  # clip_facts reads clip_signals
+        con.execute(f"create view {name} as {views.pop(name).strip().rstrip(';')}")
     queries = dict(QUERIES)
     queries["subset file third_person_dance.sql"] = (
         PROJECT / "sql" / "subsets" / "third_person_dance.sql"

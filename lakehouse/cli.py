@@ -329,6 +329,7 @@ def _format_signals(report: Any) -> str:
         "clusters",
         "near_duplicates",
         "message",
+        "published",
     )
     lines = [f"run {report.run_id}"]
     for asset in report.assets:
@@ -416,6 +417,9 @@ def _register_groups() -> None:
 
 _register_groups()
 
+# click 8.2+ raises this (a UsageError) for a group given no command; 8.1 printed help itself
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and exit status 2."""
@@ -424,6 +428,14 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
+    except _NO_ARGS_IS_HELP as exc:  # a bare group name: its help is the answer
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        # one line, like every other user error, instead of click's usage block
+        command = exc.ctx.command_path if exc.ctx is not None else "lakehouse"
+        click.echo(f"error: {exc.format_message()} (see '{command} --help')", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

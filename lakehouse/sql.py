@@ -305,6 +305,12 @@ def check_statement(con: duckdb.DuckDBPyConnection, sql: str) -> None:
             f"Query refused: pass exactly one statement (found {len(statements)} separated by ';')."
         )
     kind = statements[0].type.name
+    if kind == "MULTI" and re.match(r"\s*pivot\b", sql, re.IGNORECASE):
+        # DuckDB runs a PIVOT without an IN list as two statements (one finds the values)
+        raise QueryRefusedError(
+            "Query refused: PIVOT needs the values to pivot on spelled out, "
+            "e.g. PIVOT t ON col IN ('a', 'b') USING count(*)."
+        )
     if kind not in ALLOWED_STATEMENTS:
         raise QueryRefusedError(
             f"Query refused: {kind} statements are not allowed; only read-only SELECT queries run."

@@ -86,9 +86,22 @@ def ingested(tmp_path, synthetic_videos, capsys):
 
 
 def test_tables_and_sources(ingested, capsys):
+    import lance
+
+    from lakehouse import open as open_lakehouse
+
     out = cli_ok(capsys, "--root", ingested, "tables")
-    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
+    lines = out.splitlines()
+    assert lines[0].split() == ["table", "rows", "version", "published", "uri"]
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert rows["videos"][1] == "2" and rows["clips"][1] == "2"
+    # each table's latest version and the version readers see, as Lance and the record say
+    published = open_lakehouse(ingested).publication()
+    for name, (_, count, version, shown, uri) in rows.items():
+        ds = lance.dataset(uri)
+        assert (count, version) == (str(ds.count_rows()), str(ds.version)), name
+        assert shown == str(published.get(name, "-")), name
+    assert int(rows["clips"][2]) >= 2 and rows["clips"][3] == rows["clips"][2]
     assert "cam:" in cli_ok(capsys, "sources", "--root", ingested)
 
 
@@ -121,6 +134,11 @@ def test_sql_formats(ingested, capsys, tmp_path):
         (["sql", "select 1", "--format", "parquet"], "--out"),
         (["ingest", "/definitely/not/here"], "does not exist"),
         (["ingest", ".", "--source", "Bad Name!"], "Source name"),
+        # click's usage errors too: one line naming the command's help, not a usage block
+        (["sql"], "Missing argument 'QUERY'. (see 'lakehouse sql --help')"),
+        (["sql", "select 1", "--format", "xml"], "'xml' is not one of 'table', 'csv'"),
+        (["search", "x", "-k", "many"], "(see 'lakehouse search --help')"),
+        (["subset", "nope"], "No such command 'nope'. (see 'lakehouse subset --help')"),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(tmp_path, capsys, args, needle):
@@ -135,3 +153,37 @@ def test_errors_in_a_real_process(tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("error: Query refused")
     assert "Traceback" not in result.stderr
+    result = run("sql", "select 1", "--format", "xml", "--root", str(tmp_path))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("error: Invalid value for '--format'")
+    assert result.stderr.endswith("(see 'lakehouse sql --help')\n")
+    assert result.stderr.count("\n") == 1
+    # help is still click's, on stdout
+    result = run("sql", "--help")
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.startswith("Usage: lakehouse sql [OPTIONS] QUERY\n")
+    assert "--format [table|csv|json|parquet]" in result.stdout
+
+
+def test_ingest_shows_progress_on_stderr(tmp_path, synthetic_videos):
+    folder = tmp_path / "cam"
+    folder.mkdir()
+    for name, path in synthetic_videos.items():
+        shutil.copy(path, folder / f"{name}.mp4")
+    result = run("ingest", str(folder), "--root", str(tmp_path / "lh"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    err = result.stderr.splitlines()
+    assert err[0].startswith(f"Ingesting {folder} as source 'cam'")
+    # per stage: a start line naming the work, then one line per item (3 < 10 items)
+    videos = [line for line in err if " - videos - " in line and "/3 " in line]
+    assert videos[0].endswith("0/3 probing 3 new file(s) of 3")
+    assert [line.split(" - videos - ")[1].split()[0] for line in videos] == [
+        "0/3",
+        "1/3",
+        "2/3",
+        "3/3",
+    ]
+    keyframes = [line for line in err if " - keyframes - " in line and "/3 " in line]
+    assert keyframes[0].endswith("0/3 keyframes for 3 video(s)") and len(keyframes) == 4
+    # stdout stays the report alone, for scripts
+    assert "probing" not in result.stdout and result.stdout.startswith("Dagster run ")

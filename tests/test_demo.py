@@ -1,6 +1,7 @@
 """`lakehouse demo` end to end: generated corpus → Dagster → tables, quarantine and SQL output."""
 
 from lakehouse.cli import main
+from lakehouse.demo import CSV_ROWS, EGO_CLIPS, SEARCH_QUERY
 
 
 def test_demo_runs_and_is_idempotent(tmp_path, capsys):
@@ -13,6 +14,16 @@ def test_demo_runs_and_is_idempotent(tmp_path, capsys):
         assert reason in out, reason
     assert "scene_cut" in out and "fixed_window" in out and "not_probed" in out
     assert "Tightening screws with a screwdriver" in out
+    # semantic search by caption: three hits, the drill first for "… working with a power tool"
+    header = f"Semantic search (lakehouse search {SEARCH_QUERY!r} --mode caption -k 3):\n"
+    assert header in out
+    section = out.split(header)[1].split("A semantic predicate inside SQL:")[0]
+    assert "unavailable" not in section
+    lines = [line.strip() for line in section.strip().splitlines()]
+    assert lines[0].split() == ["score", "viewpoint", "short_caption"] and lines[-1] == "(3 rows)"
+    assert "A person grips a power drill" in lines[2]
+    captions = {caption[:40] for *_, caption in EGO_CLIPS} | {row[4][:40] for row in CSV_ROWS}
+    assert all(any(c in line for c in captions) for line in lines[2:-1])
     # the subset, from its file to an export: the tool-use clips, and only ego clips
     assert "version 1:" in out and "identical" in out
     assert "Using a hand drill" in out.split("Subset sql/subsets")[1]

@@ -134,6 +134,41 @@ def test_search_cli_json(preview_lakehouse, capsys):
     assert "skateboard" in rows[0]["short_caption"]
 
 
+def test_search_like_cli_leaves_the_clip_out_and_ranks_its_nearest(
+    preview_lakehouse, external, capsys
+):
+    from lakehouse.cli import main
+
+    lh = preview_lakehouse
+    target = next(c for c, e in external.items() if e == "exo_qsuxyrr3n7o_80")
+    # nearest by caption, computed here: the clip's mean caption vector against every other
+    # clip's best-matching caption vector (cosine; the vectors are unit norm)
+    rows = lh.read("text_embeddings", columns=["clip_id", "model_id", "vector"]).to_pylist()
+    assert len({r["model_id"] for r in rows}) == 1  # one text model
+    query = np.mean([r["vector"] for r in rows if r["clip_id"] == target], axis=0)
+    query /= np.linalg.norm(query)
+    best: dict[str, float] = {}
+    for r in rows:
+        if r["clip_id"] != target:
+            best[r["clip_id"]] = max(
+                best.get(r["clip_id"], -1.0), float(np.dot(query, r["vector"]))
+            )
+    nearest = sorted(best, key=lambda c: -best[c])[:3]
+
+    args = ["search", "--like", target, "--root", lh.root, "-k", "3", "--mode", "caption"]
+    main([*args, "-f", "json"])
+    hits = json.loads(capsys.readouterr().out)
+    assert [h["clip_id"] for h in hits] == nearest  # the clip itself is left out
+    assert [h["score"] for h in hits] == pytest.approx([best[c] for c in nearest], abs=1e-4)
+    assert all(h["mode"] == "caption" for h in hits)
+
+    main(args)  # the table format: a header, the same clips in the same order, a row count
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:2] == ["clip_id", "score"] and lines[-1] == "(3 rows)"
+    assert [line.split()[0] for line in lines[2:-1]] == nearest
+    assert target not in "\n".join(lines)
+
+
 def test_semantic_predicates_inside_sql(preview_lakehouse, preview_records):
     lh = preview_lakehouse
     rows = lh.sql(

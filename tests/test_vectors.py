@@ -53,6 +53,29 @@ def table(config):
     return lh, vectors
 
 
+def test_an_ann_index_is_built_only_from_the_configured_row_count(config):
+    search = dataclasses.replace(config.search, ann_min_rows=1000)
+    lh = Lakehouse(dataclasses.replace(config, search=search))
+    vectors = unit(np.random.default_rng(1).normal(size=(1000, DIM)))
+
+    def vector_indexes() -> list:
+        table = lh.lancedb_table("clip_embeddings", latest=True)
+        return [i for i in table.list_indices() if i.columns == ["vector"]]
+
+    schema = clip_embeddings_schema(DIM)
+    lh.upsert("clip_embeddings", rows_for(vectors[:999], "m1"), schema=schema)
+    report = refresh_indexes(lh)["clip_embeddings"]
+    assert report["rows"] == 999
+    assert not any("ANN" in a for a in report["actions"]) and vector_indexes() == []
+    assert "scalar index on clip_id" in report["actions"]  # the other indexes do not wait
+
+    lh.upsert("clip_embeddings", rows_for(vectors[999:], "m1", first=999), schema=schema)
+    report = refresh_indexes(lh)["clip_embeddings"]
+    assert report["rows"] == 1000
+    assert "ANN index (IVF_RQ) on vector" in report["actions"]
+    assert len(vector_indexes()) == 1
+
+
 def exact_ids(vectors: np.ndarray, q: np.ndarray, mask: np.ndarray, k: int) -> list[str]:
     rows = np.flatnonzero(mask)
     return [f"c{i}" for i in rows[np.argsort(-(vectors[rows] @ q))][:k]]
