@@ -8,7 +8,8 @@ Phases (each its own process, so its peak RSS is its own; ``all`` runs them in o
                and annotations to Parquet for the baseline
   sql          typical subset queries through ``lh.sql`` (the locked-down session over the
                Lance tables and the ``clip_facts`` view) against the same SQL in a plain DuckDB
-               over the Parquet copy (same threads, same memory limit), interleaved, median of
+               over the Parquet copy (same threads, same memory limit), and through ``lh.sql``
+               with ``sql.pushdown`` off (``lakehouse/pushdown.py``), interleaved, median of
                ``--repeat``
   search       ``lakehouse.search`` over the 512-d ``clip_embeddings`` with prefilters:
                recall@10 against the exact top 10 (computed by streaming the vectors from the
@@ -57,6 +58,10 @@ QUERIES = {
     ),
     "caption LIKE": (
         "select clip_id, short_caption from clip_facts where short_caption like '%soldering iron%'"
+    ),
+    "caption LIKE, rare phrase": (
+        "select clip_id, short_caption from clip_facts "
+        "where short_caption like '%catches a bottle of water%'"
     ),
     "group by video": (
         "select video_id, count(*) as clips, sum(duration_s) as seconds from clip_facts "
@@ -160,6 +165,11 @@ def sql(args: argparse.Namespace) -> None:
     import duckdb
 
     lh = Lakehouse(config_for(args.root))
+    config = lh.config
+    # the same lakehouse with lakehouse.pushdown off: its before/after in the same run
+    plain = Lakehouse(
+        dataclasses.replace(config, sql=dataclasses.replace(config.sql, pushdown=False))
+    )
     folder = args.root + "_parquet"
     settings = lh.config.sql
     con = duckdb.connect(
@@ -183,6 +193,7 @@ def sql(args: argparse.Namespace) -> None:
         methods = {
             "duckdb on parquet": lambda q=query: con.sql(q).to_arrow_table(),
             "lakehouse lh.sql": lambda q=query: lh.sql(q),
+            "lakehouse, no pushdown": lambda q=query: plain.sql(q),
         }
         counts = {m: fn().num_rows for m, fn in methods.items()}  # warm-up, and same rows
         times: dict[str, list[float]] = {m: [] for m in methods}
@@ -194,6 +205,7 @@ def sql(args: argparse.Namespace) -> None:
                 times[m].append(time.perf_counter() - t)
         base = statistics.median(times["duckdb on parquet"])
         mine = statistics.median(times["lakehouse lh.sql"])
+        unpushed = statistics.median(times["lakehouse, no pushdown"])
         rows.append(
             {
                 "query": name,
@@ -202,6 +214,8 @@ def sql(args: argparse.Namespace) -> None:
                 "parquet_ms": round(base * 1000, 1),
                 "lakehouse_ms": round(mine * 1000, 1),
                 "ratio": round(mine / base, 2),
+                "no_pushdown_ms": round(unpushed * 1000, 1),
+                "no_pushdown_ratio": round(unpushed / base, 2),
             }
         )
         print(rows[-1], flush=True)

@@ -94,6 +94,10 @@ def _format_report(report: Any) -> str:
         if str(m.get("status", "")).startswith("skipped"):
             lines.append(f"  {asset.asset:<16} skipped: model unavailable (see `lakehouse models`)")
             continue
+        if "published" in m:  # a publication asset: the versions readers see now
+            shown = ", ".join(f"{t} v{v}" for t, v in sorted(m["published"].items()))
+            lines.append(f"  {asset.asset:<16} readers now see {shown or 'no tables yet'}")
+            continue
         line = (
             f"  {asset.asset:<16} {m.get('rows_in_source', 0):>7} rows"
             f"  (+{m.get('inserted', 0)} new, {m.get('updated', 0)} updated,"

@@ -98,6 +98,7 @@ class SqlSettings:
     threads: int = 2
     max_result_mb: int = 1024  # a result larger than this is refused (add a LIMIT)
     process_memory_mb: int = 8192  # address-space limit of an isolated query's process
+    pushdown: bool = True  # push caption LIKE/contains filters into Lance (lakehouse.pushdown)
 
 
 @dataclass(frozen=True)

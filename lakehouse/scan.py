@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import lance
+import pyarrow.compute as pc
 
 if TYPE_CHECKING:
     from lakehouse.store import Lakehouse
@@ -33,6 +34,9 @@ SCALAR_INDEXES: dict[str, tuple[tuple[str, str], ...]] = {
         ("taxonomy_l2", "BITMAP"),
         ("taxonomy_l3", "BITMAP"),
         ("duration_s", "BTREE"),
+        # trigrams: Lance answers the contains() that lakehouse.pushdown makes of a LIKE
+        ("short_caption", "NGRAM"),
+        ("long_caption", "NGRAM"),
     ),
     "videos": (("video_id", "BTREE"), ("source", "BITMAP"), ("codec", "BITMAP")),
     "annotations": (
@@ -102,12 +106,23 @@ def _unindexed(ds: lance.LanceDataset, index: str) -> int:
 
 
 class ScanDataset(lance.LanceDataset):
-    """A Lance dataset whose scans, as DuckDB starts them, carry the lakehouse's options."""
+    """A Lance dataset whose scans, as DuckDB starts them, carry the lakehouse's options, and
+    for the query being run, the filter :mod:`lakehouse.pushdown` adds to DuckDB's."""
 
     scan_options: dict[str, Any]
+    extra_filter: Any = None  # a pyarrow compute expression, set around one query
 
     def scanner(self, *args: Any, **kwargs: Any) -> Any:
-        return super().scanner(*args, **{**self.scan_options, **kwargs})
+        options = {**self.scan_options, **kwargs}
+        extra = self.extra_filter
+        if extra is not None and len(args) < 2:  # DuckDB passes the filter by keyword
+            pushed = options.get("filter")
+            if pushed is None:
+                options["filter"] = extra
+            elif isinstance(pushed, pc.Expression):
+                options["filter"] = pushed & extra
+            # any other filter form is left alone: the extra filter is only an optimization
+        return super().scanner(*args, **options)
 
 
 def for_sql(ds: lance.LanceDataset) -> lance.LanceDataset:

@@ -44,6 +44,7 @@ from lakehouse.errors import (
     QueryRefusedError,
     QueryTimeoutError,
 )
+from lakehouse.pushdown import pushed
 from lakehouse.scan import for_sql
 
 if TYPE_CHECKING:
@@ -127,6 +128,7 @@ class Session:
             },
         )
         self.versions: dict[str, int] = {}
+        self.datasets: dict[str, Any] = {}  # the registered Lance datasets (lakehouse.pushdown)
         self.lease = ReaderLease(lh)
         with self.lease.registering():
             self.tables = self._register_tables(versions or {})
@@ -177,7 +179,8 @@ class Session:
                 ds = self.lh.published_dataset(name, publication)
             if ds is not None:
                 self.versions[name] = ds.version
-                self.con.register(name, for_sql(ds))
+                self.datasets[name] = for_sql(ds)
+                self.con.register(name, self.datasets[name])
             elif name in known:
                 self.con.register(name, self.lh.schema(name).empty_table())
         return names
@@ -219,7 +222,8 @@ class Session:
         timer.daemon = True
         timer.start()
         try:
-            return self._fetch(sql, params)
+            with pushed(self, sql, params):
+                return self._fetch(sql, params)
         except duckdb.InterruptException:
             raise QueryTimeoutError(
                 f"Query ran past the {timeout:g} s time limit; narrow it or raise sql.timeout_s."
@@ -384,9 +388,10 @@ def run_sql(
     """Run one query in a locked session. With ``isolated`` the session lives in a separate
     process under hard memory and time limits (see the module docstring). Otherwise, without
     pinned ``versions``, the session is kept and reused while no table has a new version (nor a
-    new published one) and the view files are unchanged: building one (a connection, every
-    dataset registered, the views compiled) costs tens of milliseconds, as much as a selective
-    query over millions of rows. A kept session holds its reader lease until it is replaced."""
+    new published one, nor was written anew under the same version numbers) and the view files
+    are unchanged: building one (a connection, every dataset registered, the views compiled)
+    costs tens of milliseconds, as much as a selective query over millions of rows. A kept
+    session holds its reader lease until it is replaced."""
     if isolated:
         from lakehouse.sql_isolated import run_isolated
 
@@ -397,7 +402,7 @@ def run_sql(
     views = read_views([lh.config.sql_dirs["views"]])
     key = (
         tuple(sorted(lh.publication().items())),
-        tuple(sorted(lh.versions().items())),
+        tuple(sorted(lh.version_stamps().items())),
         tuple(sorted(views.items())),
     )
     with _SESSIONS_LOCK:

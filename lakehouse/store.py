@@ -278,11 +278,16 @@ class Lakehouse:
 
     def versions(self) -> dict[str, int]:
         """The latest version of every existing table (no row counts: cheap enough per query)."""
+        return {name: stamp[0] for name, stamp in self.version_stamps().items()}
+
+    def version_stamps(self) -> dict[str, tuple[int, int]]:
+        """(latest version, its commit time in ns) of every existing table: unlike the version
+        alone, it also tells a table deleted and written anew under the same version numbers."""
         out = {}
         for name in self.table_names():
             ds = self.dataset(name)
             if ds is not None:
-                out[name] = ds.version
+                out[name] = (ds.version, _commit_time(ds))
         return out
 
     # -- the reading path: which version of each table readers see --------------------------
@@ -618,6 +623,14 @@ INCOMPATIBLE_CONFLICTS = ("incompatible transaction",)
 COMMIT_ATTEMPTS = 8
 BACKOFF_S = 0.05
 BACKOFF_MAX_S = 3.0
+
+
+def _commit_time(ds: lance.LanceDataset) -> int:
+    """When the dataset's current version was committed (ns), 0 where pylance cannot say."""
+    try:
+        return int(ds._ds.current_version()["timestamp"])  # one manifest already read
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return 0
 
 
 def conflict_kind(exc: BaseException) -> str | None:

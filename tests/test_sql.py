@@ -142,3 +142,17 @@ def test_clip_facts_joins_videos_annotations_and_keyframes(preview_lakehouse):
     assert row["codec"] == "h264" and row["width"] == 640
     assert row["annotation_count"] == 1 and row["keyframe_count"] == 2
     assert row["source_video_id"] == "12147"
+
+
+def test_a_kept_session_reads_a_lakehouse_rebuilt_under_the_same_versions(lh):
+    # lh.sql keeps its session while the table versions stay the same; a lakehouse folder
+    # deleted and written anew reaches the same version numbers with other files
+    import shutil
+
+    lh.upsert("sources", [{"source": "old", "uri": "/old", "annotation_files": []}])
+    assert lh.sql("select source from sources").column(0).to_pylist() == ["old"]
+    before = lh.versions()
+    shutil.rmtree(lh.root)
+    lh.upsert("sources", [{"source": "new", "uri": "/new", "annotation_files": []}])
+    assert lh.versions() == before
+    assert lh.sql("select source from sources").column(0).to_pylist() == ["new"]
