@@ -455,8 +455,8 @@ def main() -> None:
         "phase", choices=["all", "generate", "sql", "search", "incremental", "stages"]
     )
     parser.add_argument("--stage-clips", type=int, default=200_000)
-    parser.add_argument("--increment-seed", type=int, default=1, help="incremental: which 1%")
-    parser.add_argument("--increment", action="store_true", help="stages: add 1% as a new source")
+    parser.add_argument("--increment-seed", type=int, default=1, help="incremental: which 1%%")
+    parser.add_argument("--increment", action="store_true", help="stages: add 1%% as a new source")
     parser.add_argument("--clips", type=int, default=1_000_000)
     parser.add_argument("--root", default="/tmp/bench_scale")
     parser.add_argument("--batch", type=int, default=200_000, help="clips per upsert")
