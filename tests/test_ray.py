@@ -62,25 +62,24 @@ def test_tasks_run_on_ray_workers_and_failures_are_per_task(ray_cluster, config)
 
 def test_a_task_gets_the_time_its_item_needs_up_to_the_ceiling(ray_cluster, config):
     # a running Ray task cannot ask for more time: timeout_for says each one's limit up front
+    # (one task at a time, so none waits for a CPU while its clock runs)
     cfg = ray_config(config)
-    tasks = [("earned", 3.0), ("plain", 3.1), ("greedy", 30.0)]
-    wanted = {3.0: 5.0, 3.1: None, 30.0: 1000.0}
-    outcomes = {
-        o.key: o
-        for o in run_tasks(
+    wanted = {2.0: 8.0, 2.5: None, 30.0: 1000.0}
+    got = {}
+    for key, seconds in (("earned", 2.0), ("plain", 2.5), ("greedy", 30.0)):
+        (got[key],) = run_tasks(
             cfg,
             "worker_tasks:sleep",
-            tasks,
-            timeout_s=1.5,
-            max_timeout_s=6,
+            [(key, seconds)],
+            timeout_s=1.0,
+            max_timeout_s=4,
             timeout_for=wanted.get,
         )
-    }
-    assert outcomes["earned"].ok  # 3 s of work under the 5 s it asked for
-    plain = outcomes["plain"]  # asks nothing: the base limit
-    assert plain.error_code == "timeout" and "1.5 s per-file time limit" in plain.message
-    greedy = outcomes["greedy"]  # asks for 1000 s, gets the 6 s ceiling
-    assert greedy.error_code == "timeout" and "6 s per-file time limit" in greedy.message
+    assert got["earned"].ok  # 2 s of work under the 8 s it asked for (capped at 4)
+    assert got["plain"].error_code == "timeout"  # asked nothing: the base limit
+    assert "1 s per-file time limit" in got["plain"].message
+    assert got["greedy"].error_code == "timeout"  # asked for 1000 s, got the 4 s ceiling
+    assert "4 s per-file time limit" in got["greedy"].message
 
 
 def few_preview_clips(preview_dir, folder, n_each=2):

@@ -211,16 +211,16 @@ def test_a_long_video_gets_time_for_its_length_up_to_the_cap(config, tmp_path, s
     folder = tmp_path / "long"
     folder.mkdir()
     seconds = synth.write_long(synthetic_videos["ego"], folder / "ten_minutes.mp4", repeats=200)
-    assert seconds == 600.0  # 9000 frames: decoding them all takes several seconds
-    # a 2 s base limit, 0.1 s per second of video (60 s for this one) …
+    assert seconds == 600.0  # 9000 frames: probing them all takes 4-5 s here
+    # a 1 s base limit, 0.1 s per second of video (60 s for this one) …
     scaled = dataclasses.replace(
-        config.ingest, probe_timeout_s=2, probe_seconds_per_video_second=0.1
+        config.ingest, probe_timeout_s=1, probe_seconds_per_video_second=0.1
     )
 
-    # … but capped at 3 s: stopped there whatever the header claims (which also shows that
-    # reading this file takes longer than the 2 s base limit)
+    # … but capped at 2 s: stopped there whatever the header claims (which also shows that
+    # reading this file takes longer than the 1 s base limit)
     lh = Lakehouse(
-        dataclasses.replace(config, ingest=dataclasses.replace(scaled, probe_max_timeout_s=3))
+        dataclasses.replace(config, ingest=dataclasses.replace(scaled, probe_max_timeout_s=2))
     )
     source = register_source(lh, folder, name="long")
     began = time.monotonic()
@@ -229,7 +229,7 @@ def test_a_long_video_gets_time_for_its_length_up_to_the_cap(config, tmp_path, s
     assert result.reasons == {q.TIMEOUT: 1} and lh.count("videos") == 0
     (row,) = lh.read("quarantine").to_pylist()
     assert row["reason_code"] == q.TIMEOUT
-    assert "3 s per-file time limit" in row["message"]
+    assert "2 s per-file time limit" in row["message"]
     assert "probe_max_timeout_s" in row["message"]
 
     # with room up to 120 s, the 60 s its length earns is enough: ingested, no longer quarantined
