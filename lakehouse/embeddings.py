@@ -203,15 +203,34 @@ def embed_clips(
 def _encode_here(
     lh: Lakehouse, chunks: list[list[str]], frames: dict[str, list[str]], model: ClipModel
 ) -> Iterator[tuple[list[str], list[str], Any]]:
-    """``(chunk, keyframe ids, vectors)`` per chunk, encoded in this process; the next chunk's
-    JPEGs are decoded in a thread while the model works."""
+    """``(chunk, keyframe ids, vectors)`` per chunk, encoded in this process. The JPEGs are
+    decoded and preprocessed one model batch ahead in a thread, so the model starts on the first
+    batch (not after a whole chunk) and decoding overlaps it from then on."""
     import numpy as np
 
     batch = lh.config.models.batch_size
-    loaded = prefetch(chunks, lambda c: _load_keyframes(lh, c, frames, model))
-    for chunk, (ids, tensors) in zip(chunks, loaded, strict=True):
-        parts = [model.encode_images(tensors[i : i + batch]) for i in range(0, len(ids), batch)]
-        yield chunk, ids, np.concatenate(parts) if parts else np.empty((0, 0), np.float32)
+
+    def batches() -> Iterator[tuple[int, list[str], list[bytes], bool]]:
+        for n, chunk in enumerate(chunks):
+            ids, jpegs = _read_keyframes(lh, chunk, frames)
+            starts = list(range(0, len(ids), batch)) or [0]  # a chunk without keyframes too
+            for i in starts:
+                yield n, ids[i : i + batch], jpegs[i : i + batch], i == starts[-1]
+
+    def decode(item: tuple[int, list[str], list[bytes], bool]) -> tuple[int, list[str], Any, bool]:
+        n, ids, jpegs, last = item
+        return n, ids, _preprocess(model, jpegs), last
+
+    ids_so_far: list[str] = []
+    parts: list[Any] = []
+    for n, ids, tensors, last in prefetch(batches(), decode):
+        if ids:
+            parts.append(model.encode_images(tensors))
+            ids_so_far += ids
+        if last:
+            vectors = np.concatenate(parts) if parts else np.empty((0, 0), np.float32)
+            yield chunks[n], ids_so_far, vectors
+            ids_so_far, parts = [], []
 
 
 def _encode_on_cluster(
@@ -275,13 +294,10 @@ def _worker_clip(settings: ModelSettings) -> ClipModel:
     return load_clip(settings)
 
 
-def _load_keyframes(
-    lh: Lakehouse, chunk: list[str], frames: dict[str, list[str]], model: ClipModel
-) -> tuple[list[str], Any]:
-    """Read and preprocess the keyframes of a chunk of clips (runs in the prefetch thread)."""
-    import torch
-    from PIL import Image
-
+def _read_keyframes(
+    lh: Lakehouse, chunk: list[str], frames: dict[str, list[str]]
+) -> tuple[list[str], list[bytes]]:
+    """The keyframe ids of a chunk of clips, in clip order, and their JPEG bytes (one read)."""
     wanted = [k for c in chunk for k in frames[c]]
     table = lh.read(
         "keyframes", columns=["keyframe_id", "jpeg"], filter=in_list("keyframe_id", wanted)
@@ -290,8 +306,16 @@ def _load_keyframes(
         zip(table.column("keyframe_id").to_pylist(), table.column("jpeg").to_pylist(), strict=True)
     )
     ids = [k for k in wanted if k in jpegs]
-    images = [model.preprocess(Image.open(io.BytesIO(jpegs[k])).convert("RGB")) for k in ids]
-    return ids, torch.stack(images) if images else torch.empty(0)
+    return ids, [jpegs[k] for k in ids]
+
+
+def _preprocess(model: ClipModel, jpegs: list[bytes]) -> Any:
+    """Decode and preprocess one model batch of JPEGs (runs in the prefetch thread)."""
+    import torch
+    from PIL import Image
+
+    images = [model.preprocess(Image.open(io.BytesIO(j)).convert("RGB")) for j in jpegs]
+    return torch.stack(images) if images else torch.empty(0)
 
 
 def _clip_rows(

@@ -164,3 +164,36 @@ def test_unavailable_clip_model_skips_with_the_message(config, folder, monkeypat
     text = next(r for r in results if r.stage == "text_embeddings")
     assert text.write.inserted == 3  # the other assets still materialize
     assert embed_captions(lh, source, run_id="x").details["embedded"] == 0
+
+
+def test_the_model_starts_before_the_chunk_is_decoded(tiny_clip_config, folder, monkeypatch):
+    """Decoding runs one model batch ahead in a thread: the first forward call comes before the
+    last batch of the chunk is decoded (not after the whole chunk, as a per-chunk prefetch did)."""
+    from lakehouse import embeddings
+    from lakehouse.models import ClipModel
+
+    config = with_models(tiny_clip_config, batch_size=1)
+    lh = Lakehouse(config)
+    source = register_source(lh, folder, name="cam", annotations=[folder / "labels.jsonl"])
+    run_stages(lh, source, run_id="r1", embed=False)
+    events = []
+    preprocess, encode = embeddings._preprocess, ClipModel.encode_images
+
+    def recorded_preprocess(model, jpegs):
+        events.append("decode")
+        return preprocess(model, jpegs)
+
+    def recorded_encode(self, images):
+        events.append("forward")
+        return encode(self, images)
+
+    monkeypatch.setattr(embeddings, "_preprocess", recorded_preprocess)
+    monkeypatch.setattr(ClipModel, "encode_images", recorded_encode)
+    result = embed_clips(lh, source, run_id="r1")
+    keyframes = lh.count("keyframes")
+    assert result.write.inserted == 2 and keyframes >= 4
+    assert events.count("decode") == keyframes and events.count("forward") == keyframes
+    last_decode = len(events) - 1 - events[::-1].index("decode")
+    assert events.index("forward") < last_decode
+    rows = lh.read("clip_embeddings").to_pylist()
+    assert all(len(r["keyframe_vectors"]) == len(r["keyframe_ids"]) > 0 for r in rows)
