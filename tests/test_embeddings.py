@@ -197,3 +197,22 @@ def test_the_model_starts_before_the_chunk_is_decoded(tiny_clip_config, folder, 
     assert events.index("forward") < last_decode
     rows = lh.read("clip_embeddings").to_pylist()
     assert all(len(r["keyframe_vectors"]) == len(r["keyframe_ids"]) > 0 for r in rows)
+
+
+@pytest.mark.parametrize("depth", [0, 2])
+def test_prefetch_works_depth_items_ahead_and_keeps_order(depth):
+    from lakehouse.embeddings import prefetch
+
+    pulled = []
+
+    def items():
+        for i in range(6):
+            pulled.append(i)
+            yield i
+
+    seen = []
+    for value in prefetch(items(), lambda i: i * 10, depth=depth):
+        if not seen:  # when the first result arrives, this many items were handed to the thread
+            assert len(pulled) == depth + 1
+        seen.append(value)
+    assert seen == [0, 10, 20, 30, 40, 50]
