@@ -223,11 +223,20 @@ def test_every_table_and_subset_asset_is_drawn_with_its_upstream_edges(ui):
 SLATEBLUE = (106, 90, 205)  # the bars of lakehouse.plots.bar_chart_svg
 
 
-def dismiss_dialogs(page) -> None:
-    """Dagster greets a new browser profile with a newsletter dialog; skip it."""
+def dismiss_dialogs(page, wait_ms: int = 0) -> None:
+    """Dagster greets a new browser profile with a newsletter dialog; skip it. It can open a
+    moment after the page settled, dimming everything under it: ``wait_ms`` gives it time to."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     skip = page.get_by_role("button", name="Skip")
+    if wait_ms:
+        try:
+            skip.first.wait_for(state="visible", timeout=wait_ms)
+        except PlaywrightTimeout:
+            pass
     if skip.count():
         skip.first.click()
+        page.locator("[role=dialog]").first.wait_for(state="hidden", timeout=10_000)
 
 
 def metadata_row(page, key: str):
@@ -244,6 +253,7 @@ def drawn_image(locator, artifact: str) -> Image.Image:
     assert size[0] > 0 and size[1] > 0, f"{artifact}: the image did not decode"
     box = locator.bounding_box()
     assert box and box["width"] > 50 and box["height"] > 20, (artifact, box)
+    dismiss_dialogs(locator.page, wait_ms=1_500)  # a late dialog dims the colours under it
     locator.screenshot(path=str(ARTIFACTS / artifact))
     return Image.open(ARTIFACTS / artifact).convert("RGB")
 
