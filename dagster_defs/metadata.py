@@ -6,6 +6,7 @@ from typing import Any
 
 import dagster as dg
 
+from lakehouse.checks import CheckOutcome
 from lakehouse.plots import (
     duration_histogram_svg,
     markdown_image,
@@ -58,6 +59,13 @@ def keyframe_strip(lh: Lakehouse, source: str, clips: int = 6) -> str | None:
         return None
     alt = f"first keyframes of {len(jpegs)} clips"
     return markdown_image(thumbnail_strip_jpeg(jpegs), "image/jpeg", alt)
+
+
+def check_result(
+    outcome: CheckOutcome, severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR
+) -> dg.AssetCheckResult:
+    """A library check's outcome as a Dagster asset check result."""
+    return dg.AssetCheckResult(passed=outcome.passed, severity=severity, metadata=outcome.metadata)
 
 
 def materialize_result(lh: Lakehouse, result: StageResult) -> dg.MaterializeResult:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.errors import ConfigError
-from lakehouse.workers import TaskOutcome, _resolve, run_supervised
+from lakehouse.workers import TaskOutcome, _resolve, granted_limit, run_supervised
 
 if TYPE_CHECKING:
     from lakehouse.config import Config
@@ -77,10 +77,8 @@ def task_limit(
 ) -> float:
     """One task's time limit on Ray: ``timeout_for``'s answer, within [timeout_s, max_timeout_s]."""
     wanted = timeout_for(payload) if timeout_for is not None else None
-    if wanted is None or not wanted > 0:
-        return timeout_s
     ceiling = timeout_s if max_timeout_s is None else max(timeout_s, max_timeout_s)
-    return min(ceiling, max(timeout_s, wanted))
+    return granted_limit(wanted, timeout_s, ceiling)
 
 
 def call(func_ref: str, payload: Any) -> Any:

@@ -54,8 +54,7 @@ def _probe(path: str, payload: dict[str, Any], logs: list) -> dict[str, Any]:
     from lakehouse.workers import request_time_limit
 
     try:
-        # local files only: a container cannot make FFmpeg fetch a URL or open other protocols
-        container = av.open(path, metadata_errors="ignore", options={"protocol_whitelist": "file"})
+        container = _open(path)
     except av.error.FFmpegError as exc:
         return _fail(_identity(path), q.UNREADABLE_CONTAINER, _ffmpeg_message(exc, logs))
     base: dict[str, str] = {}
@@ -70,6 +69,14 @@ def _probe(path: str, payload: dict[str, Any], logs: list) -> dict[str, Any]:
         return _fail(base or _identity(path), q.DECODE_ERROR, _ffmpeg_message(exc, logs))
     finally:
         container.close()
+
+
+def _open(path: str) -> Any:
+    """Open a video container: local files only, so a container cannot make FFmpeg fetch a
+    URL or open other protocols."""
+    import av
+
+    return av.open(path, metadata_errors="ignore", options={"protocol_whitelist": "file"})
 
 
 def _identity(path: str) -> dict[str, str]:
@@ -98,9 +105,7 @@ def header_time_limit(payload: dict[str, Any]) -> float | None:
     import av
 
     try:
-        with av.open(
-            payload["path"], metadata_errors="ignore", options={"protocol_whitelist": "file"}
-        ) as container:
+        with _open(payload["path"]) as container:
             return time_limit(payload, _header_duration(container))
     except (av.error.FFmpegError, OSError, UnicodeError):
         return None

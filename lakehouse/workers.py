@@ -52,6 +52,14 @@ def request_time_limit(seconds: float) -> None:
         outbox.send((task_id, "time_limit", float(seconds)))
 
 
+def granted_limit(wanted: float | None, timeout_s: float, ceiling: float) -> float:
+    """The time limit a task that asks for ``wanted`` seconds gets: at least ``timeout_s``, at
+    most ``ceiling``; ``timeout_s`` when the request is not a usable number (None, NaN, <= 0)."""
+    if wanted is None or not wanted > 0:
+        return timeout_s
+    return min(ceiling, max(timeout_s, wanted))
+
+
 def _resolve(func_ref: str) -> Callable[[Any], Any]:
     module, _, name = func_ref.partition(":")
     return getattr(importlib.import_module(module), name)
@@ -222,7 +230,7 @@ def run_supervised(
                     else:
                         if status == "time_limit":  # still running, with a new limit
                             if task_id == task.task_id:
-                                task.limit_s = min(ceiling, max(timeout_s, value))
+                                task.limit_s = granted_limit(value, timeout_s, ceiling)
                             continue
                         w.task = None
                         if status == "ok":

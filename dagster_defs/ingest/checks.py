@@ -10,6 +10,7 @@ import dagster as dg
 
 from dagster_defs.ingest.assets import clips, quarantine
 from dagster_defs.ingest.partitions import sources_partitions
+from dagster_defs.metadata import check_result
 from dagster_defs.resources import LakehouseResource
 from lakehouse import checks
 from lakehouse.sql import Session
@@ -19,19 +20,13 @@ from lakehouse.sql import Session
 warnings.filterwarnings("ignore", category=dg.PreviewWarning, module="dagster")
 
 
-def _result(
-    outcome: checks.CheckOutcome, severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR
-) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(passed=outcome.passed, severity=severity, metadata=outcome.metadata)
-
-
 @dg.asset_check(asset=clips, blocking=True, partitions_def=sources_partitions)
 def clip_spans_within_video(
     context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource
 ) -> dg.AssetCheckResult:
     """Every probed clip lies inside its video (one frame of slack at the end)."""
     with Session(lakehouse.open(), latest=True) as session:
-        return _result(checks.clip_spans_within_video(session, context.partition_key))
+        return check_result(checks.clip_spans_within_video(session, context.partition_key))
 
 
 @dg.asset_check(asset=clips, blocking=True, partitions_def=sources_partitions)
@@ -40,7 +35,7 @@ def unique_clip_id(
 ) -> dg.AssetCheckResult:
     """No clip_id appears twice in the whole clips table."""
     with Session(lakehouse.open(), latest=True) as session:
-        return _result(checks.unique_keys(session, "clips"))
+        return check_result(checks.unique_keys(session, "clips"))
 
 
 @dg.asset_check(
@@ -53,7 +48,7 @@ def annotation_coverage(
 ) -> dg.AssetCheckResult:
     """Every annotation row resolves to a clip; reports the share of clips with annotations."""
     with Session(lakehouse.open(), latest=True) as session:
-        return _result(checks.annotation_coverage(session, context.partition_key))
+        return check_result(checks.annotation_coverage(session, context.partition_key))
 
 
 @dg.asset_check(asset=quarantine, partitions_def=sources_partitions)
@@ -64,7 +59,7 @@ def quarantine_counts(
     with Session(lakehouse.open(), latest=True) as session:
         outcome = checks.quarantine_counts(session, context.partition_key)
     # a warning, not a gate: the usable files of a half-broken source are still worth reading
-    return _result(outcome, severity=dg.AssetCheckSeverity.WARN)
+    return check_result(outcome, severity=dg.AssetCheckSeverity.WARN)
 
 
 ingest_checks = [clip_spans_within_video, unique_clip_id, annotation_coverage, quarantine_counts]

@@ -13,9 +13,15 @@ from dagster_defs.ingest.assets import quarantine
 from dagster_defs.ingest.partitions import sources_partitions
 from dagster_defs.resources import LakehouseResource
 from dagster_defs.signals.assets import near_duplicates, signals, viewpoint_predictions
-from lakehouse.publish import CURATION_TABLES, SIGNAL_TABLES, publish
+from lakehouse.publish import CURATION_TABLES, PIPELINE_TABLES, SIGNAL_TABLES, publish
 
 GROUP = "publication"
+
+
+def _publish(lakehouse: LakehouseResource, tables: tuple[str, ...]) -> dg.MaterializeResult:
+    """Publish ``tables`` (after their blocking checks) and report what readers see now."""
+    versions = publish(lakehouse.open(), tables)
+    return dg.MaterializeResult(metadata={"published": dg.MetadataValue.json(versions)})
 
 
 @dg.asset(
@@ -29,8 +35,7 @@ GROUP = "publication"
     ),
 )
 def published_versions(lakehouse: LakehouseResource) -> dg.MaterializeResult:
-    versions = publish(lakehouse.open())
-    return dg.MaterializeResult(metadata={"published": dg.MetadataValue.json(versions)})
+    return _publish(lakehouse, PIPELINE_TABLES)
 
 
 @dg.asset(
@@ -44,8 +49,7 @@ def published_versions(lakehouse: LakehouseResource) -> dg.MaterializeResult:
     ),
 )
 def published_signals(lakehouse: LakehouseResource) -> dg.MaterializeResult:
-    versions = publish(lakehouse.open(), SIGNAL_TABLES)
-    return dg.MaterializeResult(metadata={"published": dg.MetadataValue.json(versions)})
+    return _publish(lakehouse, SIGNAL_TABLES)
 
 
 @dg.asset(
@@ -58,8 +62,7 @@ def published_signals(lakehouse: LakehouseResource) -> dg.MaterializeResult:
     ),
 )
 def published_curation(lakehouse: LakehouseResource) -> dg.MaterializeResult:
-    versions = publish(lakehouse.open(), CURATION_TABLES)
-    return dg.MaterializeResult(metadata={"published": dg.MetadataValue.json(versions)})
+    return _publish(lakehouse, CURATION_TABLES)
 
 
 publication_assets = [published_versions]

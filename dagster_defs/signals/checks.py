@@ -6,6 +6,7 @@ import warnings
 import dagster as dg
 
 from dagster_defs.ingest.partitions import sources_partitions
+from dagster_defs.metadata import check_result
 from dagster_defs.resources import LakehouseResource
 from dagster_defs.signals.assets import near_duplicates, signals, viewpoint_predictions
 from lakehouse import checks
@@ -35,7 +36,7 @@ def signal_values_in_range(
     publishes)."""
     with Session(lakehouse.open(), latest=True) as session:
         outcome = checks.signal_values_in_range(session, context.partition_key)
-    return dg.AssetCheckResult(passed=outcome.passed, metadata=outcome.metadata)
+    return check_result(outcome)
 
 
 @dg.asset_check(asset=signals, partitions_def=sources_partitions)
@@ -125,7 +126,7 @@ def one_representative_per_cluster(lakehouse: LakehouseResource) -> dg.AssetChec
     threshold of it (on the latest version, before ``published_curation`` publishes it)."""
     with Session(lakehouse.open(), latest=True) as session:
         outcome = checks.one_representative_per_cluster(session)
-    return dg.AssetCheckResult(passed=outcome.passed, metadata=outcome.metadata)
+    return check_result(outcome)
 
 
 signal_checks = [
