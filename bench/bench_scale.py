@@ -397,36 +397,90 @@ def write_catalog(path: str, clips: int, seed: int, first_video: int) -> None:
                 out.write(json.dumps(record) + "\n")
 
 
+class StageMemory:
+    """Samples this process's resident memory every 0.2 s and keeps the peak per stage."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.stage = "start"
+        self.peaks: dict[str, int] = {}
+        self.seconds: dict[str, float] = {}
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def _sample(self) -> None:
+        while True:
+            with open("/proc/self/status") as status:
+                rss = next(int(line.split()[1]) // 1024 for line in status if "VmRSS" in line)
+            self.peaks[self.stage] = max(self.peaks.get(self.stage, 0), rss)
+            time.sleep(0.2)
+
+    def run(self, stage: str, fn, *args, **kwargs):
+        self.stage = stage
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.seconds[stage] = round(time.perf_counter() - start, 1)
+            time.sleep(0.3)  # one more sample of the stage
+
+
 def stages(args: argparse.Namespace) -> None:
-    """The real ingest stages (``run_stages``, no embeddings) on an annotation-only source of
-    ``--stage-clips`` clips (``--increment``: a new source of 1% as many, on top)."""
-    from lakehouse.pipeline import run_stages
+    """The real ingest stages (``run_stages``' stages, no embeddings) on an annotation-only
+    source of ``--stage-clips`` clips (``--increment``: a new source of 1% as many, on top;
+    ``--rerun``: the same source again, which must commit nothing). The catalog file is written
+    by a child process (its memory is not the stages'); the peak RSS of every stage is sampled."""
+    from lakehouse.annotations import import_annotations
+    from lakehouse.clips import build_clips
+    from lakehouse.keyframes import extract_keyframes
+    from lakehouse.pipeline import quarantine_report
+    from lakehouse.publish import publish
     from lakehouse.sources import register_source
+    from lakehouse.videos import ingest_videos
 
     root = args.root + "_stages"
     name = "increment" if args.increment else "catalog"
     n = max(1, args.stage_clips // 100) if args.increment else args.stage_clips
-    if not args.increment:
+    if not args.increment and not args.rerun:
         shutil.rmtree(root, ignore_errors=True)
-    folder = os.path.join(root + "_catalog", name)
-    shutil.rmtree(folder, ignore_errors=True)
+    folder = os.path.join(root + "_catalog", f"{name}_{n}")
     annotations = os.path.join(folder, "annotations.jsonl")
-    write_catalog(
-        annotations, n, seed=2 if args.increment else 1, first_video=10**8 * (1 + args.increment)
-    )
+    if not os.path.isfile(annotations):
+        seed, first = (2, 2 * 10**8) if args.increment else (1, 10**8)
+        code = (
+            "import sys; sys.path.insert(0, sys.argv[1]); import bench_scale as b; "
+            "b.write_catalog(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))"
+        )
+        cmd = [sys.executable, "-c", code, str(Path(__file__).parent), annotations]
+        subprocess.run([*cmd, str(n), str(seed), str(first)], check=True)
+    memory = StageMemory()
     lh = Lakehouse(config_for(root))
+    before = {t: lh.dataset(t).version for t in ("annotations", "clips") if lh.exists(t)}
     start = time.perf_counter()
     source = register_source(lh, folder, name=name, annotations=[annotations])
-    results = run_stages(lh, source, embed=False)
+    run_id = f"bench-{name}"
+    results = [
+        memory.run("videos", ingest_videos, lh, source, run_id=run_id),
+        memory.run("annotations", import_annotations, lh, source, run_id=run_id),
+        memory.run("clips", build_clips, lh, source, run_id=run_id),
+        memory.run("keyframes", extract_keyframes, lh, source, run_id=run_id),
+        memory.run("quarantine", quarantine_report, lh, source),
+    ]
+    memory.run("publish", publish, lh)
     elapsed = time.perf_counter() - start
     for r in results:
         print(r.summary(), flush=True)
     emit(
         {
-            "phase": "stages_increment" if args.increment else "stages",
+            "phase": "stages_rerun" if args.rerun else name,
             "clips": n,
             "clips_in_lakehouse": lh.count("clips"),
             "stages_s": round(elapsed, 1),
+            "stage_s": memory.seconds,
+            "stage_peak_rss_mb": memory.peaks,
+            "commits": {
+                t: lh.dataset(t).version - before.get(t, 0) for t in ("annotations", "clips")
+            },
         }
     )
 
@@ -457,6 +511,7 @@ def main() -> None:
     parser.add_argument("--stage-clips", type=int, default=200_000)
     parser.add_argument("--increment-seed", type=int, default=1, help="incremental: which 1%%")
     parser.add_argument("--increment", action="store_true", help="stages: add 1%% as a new source")
+    parser.add_argument("--rerun", action="store_true", help="stages: run the same source again")
     parser.add_argument("--clips", type=int, default=1_000_000)
     parser.add_argument("--root", default="/tmp/bench_scale")
     parser.add_argument("--batch", type=int, default=200_000, help="clips per upsert")

@@ -11,14 +11,13 @@ The column mapping (which column holds the video, the span, the captions) is doc
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import tomllib
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import IO, Any
 
 from lakehouse import quarantine as q
 from lakehouse.errors import ConfigError
@@ -187,23 +186,27 @@ def detect_format(path: str, mapping: ColumnMapping) -> str | None:
 
 
 def read_records(path: str, fmt: str) -> Iterator[Record | q.Issue]:
-    """Yield the file's rows as :class:`Record` or, for a bad row, a quarantine issue."""
-    with open(path, "rb") as handle:
-        data = handle.read()
+    """Yield the file's rows as :class:`Record` or, for a bad row, a quarantine issue. JSONL
+    and CSV files are read line by line (any size); a JSON document is parsed whole."""
     if fmt in ("jsonl", "humannet"):
-        yield from _read_jsonl(path, data)
+        with open(path, "rb") as handle:
+            yield from _read_jsonl(path, handle)
     elif fmt == "json":
+        with open(path, "rb") as handle:
+            data = handle.read()
         yield from _read_json(path, data)
     else:
-        yield from _read_csv(path, data, "\t" if fmt == "tsv" else ",")
+        # undecodable bytes become surrogates, which the reader turns into row issues
+        with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as text:
+            yield from _read_csv(path, text, "\t" if fmt == "tsv" else ",")
 
 
 def _issue(path: str, code: str, message: str, line: int | None = None) -> q.Issue:
     return q.Issue("annotations", path, code, message, f"line {line}" if line else "")
 
 
-def _read_jsonl(path: str, data: bytes) -> Iterator[Record | q.Issue]:
-    for number, raw in enumerate(data.split(b"\n"), start=1):
+def _read_jsonl(path: str, lines: Iterable[bytes]) -> Iterator[Record | q.Issue]:
+    for number, raw in enumerate(lines, start=1):
         raw = raw.strip()
         if not raw:
             continue
@@ -252,9 +255,8 @@ def _read_json(path: str, data: bytes) -> Iterator[Record | q.Issue]:
             yield _issue(path, q.BAD_ROW, f"item {index} is not an object")
 
 
-def _read_csv(path: str, data: bytes, delimiter: str) -> Iterator[Record | q.Issue]:
-    text = data.decode("utf-8", "surrogateescape").lstrip("\ufeff")
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter, restkey="\0extra")
+def _read_csv(path: str, text: IO[str], delimiter: str) -> Iterator[Record | q.Issue]:
+    reader = csv.DictReader(text, delimiter=delimiter, restkey="\0extra")
     try:
         header = reader.fieldnames or []
     except csv.Error as exc:

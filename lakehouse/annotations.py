@@ -13,6 +13,7 @@ import json
 import math
 import os
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -90,8 +91,15 @@ class VideoIndex:
         return "quarantined" if paths & self.quarantined else "missing"
 
 
+# Rows are handed to the table sync in batches of this many: a source's annotation rows are
+# never all in memory (``Lakehouse.sync_batches``).
+ROW_BATCH = 20_000
+
+
 def import_annotations(lh: Lakehouse, source: Source, *, run_id: str) -> StageResult:
-    """Import every annotation file of ``source`` into ``annotations``."""
+    """Import every annotation file of ``source`` into ``annotations``, streaming: the files
+    are read record by record and written in batches (memory: the source's videos, one batch,
+    and the keys the table sync compares)."""
     videos = lh.read("videos", filter=source.scope).to_pylist()
     index = VideoIndex.build(videos, source.uri)
     bad_files = lh.read(
@@ -100,39 +108,27 @@ def import_annotations(lh: Lakehouse, source: Source, *, run_id: str) -> StageRe
         filter=f"{source.scope} AND stage IN ('discover', 'videos')",
     ).column("input_uri")
     index.quarantined = {os.path.normpath(p) for p in bad_files.to_pylist()}
-    rows: dict[str, dict[str, Any]] = {}
     issues: list[q.Issue] = []
-    files_read = 0
-    for path in source.annotation_files:
-        if not os.path.isfile(path):
-            issues.append(q.Issue("annotations", path, q.UNREADABLE, "annotation file is missing"))
-            continue
-        if sniff_pickle(path):
-            issues.append(
-                q.Issue(
-                    "annotations",
-                    path,
-                    q.PICKLE_REFUSED,
-                    "pickled data is never loaded; convert it to JSONL or CSV",
-                )
-            )
-            continue
-        fmt = detect_format(path, source.mapping)
-        if fmt is None:
-            issues.append(
-                q.Issue(
-                    "annotations",
-                    path,
-                    q.UNSUPPORTED_FORMAT,
-                    "unsupported annotation format; use .jsonl, .json, .csv or .tsv",
-                )
-            )
-            continue
-        files_read += 1
-        _import_file(path, fmt, source, index, rows, issues, run_id)
-    write = lh.sync("annotations", list(rows.values()), scope=source.scope)
+    counts = {"files": 0, "rows": 0, "video_found": 0}
+
+    def batches() -> Iterator[list[dict[str, Any]]]:
+        batch: list[dict[str, Any]] = []
+        for path in source.annotation_files:
+            fmt = _readable_format(path, source, issues)
+            if fmt is None:
+                continue
+            counts["files"] += 1
+            for row in _import_file(path, fmt, source, index, issues, run_id):
+                counts["rows"] += 1
+                counts["video_found"] += row["video_found"]
+                batch.append(row)
+                if len(batch) >= ROW_BATCH:
+                    yield batch
+                    batch = []
+        yield batch
+
+    write = lh.sync_batches("annotations", batches(), scope=source.scope)
     count, reasons = record_issues(lh, source, ("annotations",), issues, run_id)
-    found = sum(1 for r in rows.values() if r["video_found"])
     return StageResult(
         "annotations",
         source.name,
@@ -141,8 +137,40 @@ def import_annotations(lh: Lakehouse, source: Source, *, run_id: str) -> StageRe
         rows=lh.count("annotations", source.scope),
         quarantined=count,
         reasons=reasons,
-        details={"files": files_read, "video_found": found, "video_missing": len(rows) - found},
+        details={
+            "files": counts["files"],
+            "video_found": counts["video_found"],
+            "video_missing": counts["rows"] - counts["video_found"],
+        },
     )
+
+
+def _readable_format(path: str, source: Source, issues: list[q.Issue]) -> str | None:
+    """The format of an annotation file, or None (and an issue) when it cannot be imported."""
+    if not os.path.isfile(path):
+        issues.append(q.Issue("annotations", path, q.UNREADABLE, "annotation file is missing"))
+        return None
+    if sniff_pickle(path):
+        issues.append(
+            q.Issue(
+                "annotations",
+                path,
+                q.PICKLE_REFUSED,
+                "pickled data is never loaded; convert it to JSONL or CSV",
+            )
+        )
+        return None
+    fmt = detect_format(path, source.mapping)
+    if fmt is None:
+        issues.append(
+            q.Issue(
+                "annotations",
+                path,
+                q.UNSUPPORTED_FORMAT,
+                "unsupported annotation format; use .jsonl, .json, .csv or .tsv",
+            )
+        )
+    return fmt
 
 
 def _import_file(
@@ -150,10 +178,10 @@ def _import_file(
     fmt: str,
     source: Source,
     index: VideoIndex,
-    rows: dict[str, dict[str, Any]],
     issues: list[q.Issue],
     run_id: str,
-) -> None:
+) -> Iterator[dict[str, Any]]:
+    """The rows of one annotation file, one by one (bad records become issues)."""
     mapping: ColumnMapping | None = None
     seen_ids: set[str] = set()
     for item in read_records(path, fmt):
@@ -181,7 +209,7 @@ def _import_file(
             )
             continue
         seen_ids.add(row["annotation_id"])
-        rows[row["annotation_id"]] = row
+        yield row
 
 
 def _mapping_for(fmt: str, configured: ColumnMapping, first: Record) -> ColumnMapping:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Iterator
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
@@ -85,46 +86,78 @@ ANNOTATION_COLUMNS = [
 ]
 
 
+# Clip rows go to the table sync in batches of this many (never a whole source in memory).
+ROW_BATCH = 20_000
+
+
 def build_clips(lh: Lakehouse, source: Source, *, run_id: str) -> StageResult:
-    """Derive the clips of ``source`` from its annotations and videos."""
+    """Derive the clips of ``source`` from its annotations and videos, streaming: the
+    annotations arrive sorted by clip (:meth:`Lakehouse.read_sorted`, which spills to disk),
+    so one clip's rows are together, and clips are written in batches. Memory holds the
+    source's videos, one batch and the keys the table sync compares, not the source's rows."""
     settings = lh.config.ingest
-    # only the columns a clip is made of (not fields_json, keyframe times…): a source's rows
-    # are held in memory, so every column left out is memory saved per clip
+    # only the columns a clip is made of (not fields_json, keyframe times…)
     videos = {
         r["video_id"]: r
         for r in lh.read("videos", columns=VIDEO_COLUMNS, filter=source.scope).to_pylist()
     }
-    annotations = lh.read(
-        "annotations", columns=ANNOTATION_COLUMNS, filter=source.scope
-    ).to_pylist()
-    by_clip: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for ann in sorted(annotations, key=lambda a: (a["annotation_source"], a["line_number"])):
-        by_clip[ann["clip_id"]].append(ann)
-    rows: dict[str, dict[str, Any]] = {}
-    for clip_id, anns in by_clip.items():
-        rows[clip_id] = _annotated_clip(clip_id, anns, videos.get(anns[0]["video_id"]), source)
-    annotated_videos = {a["video_id"] for a in annotations}
-    for video in videos.values():
-        if video["video_id"] not in annotated_videos:
-            for row in _segmented_clips(video, source, settings):
-                rows[row["clip_id"]] = row
-    for row in rows.values():
-        row["run_id"] = run_id
-    write = lh.sync("clips", list(rows.values()), scope=source.scope)
+    annotated_videos: set[str] = set()
     kinds: dict[str, int] = defaultdict(int)
-    for row in rows.values():
-        kinds[row["segmentation"]] += 1
+    not_probed = 0
+
+    def clips() -> Iterator[dict[str, Any]]:
+        for clip_id, anns in _clip_annotations(lh, source):
+            annotated_videos.add(anns[0]["video_id"])
+            yield _annotated_clip(clip_id, anns, videos.get(anns[0]["video_id"]), source)
+        for video in videos.values():
+            if video["video_id"] not in annotated_videos:
+                yield from {
+                    r["clip_id"]: r for r in _segmented_clips(video, source, settings)
+                }.values()
+
+    def batches() -> Iterator[list[dict[str, Any]]]:
+        nonlocal not_probed
+        batch: list[dict[str, Any]] = []
+        for row in clips():
+            row["run_id"] = run_id
+            kinds[row["segmentation"]] += 1
+            not_probed += row["probe_status"] != "ok"
+            batch.append(row)
+            if len(batch) >= ROW_BATCH:
+                yield batch
+                batch = []
+        yield batch
+
+    write = lh.sync_batches("clips", batches(), scope=source.scope)
     return StageResult(
         "clips",
         source.name,
         "clips",
         write,
         rows=lh.count("clips", source.scope),
-        details={
-            "by_segmentation": dict(sorted(kinds.items())),
-            "not_probed": sum(1 for r in rows.values() if r["probe_status"] != "ok"),
-        },
+        details={"by_segmentation": dict(sorted(kinds.items())), "not_probed": not_probed},
     )
+
+
+def _clip_annotations(lh: Lakehouse, source: Source) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """Each clip id of ``source``'s annotations with its rows, in file and line order."""
+    clip_id = ""
+    group: list[dict[str, Any]] = []
+    for batch in lh.read_sorted(
+        "annotations",
+        columns=ANNOTATION_COLUMNS,
+        order_by=["clip_id", "annotation_source", "line_number"],
+        filter=source.scope,
+        batch_rows=ROW_BATCH,
+    ):
+        for ann in batch.to_pylist():
+            if ann["clip_id"] != clip_id:
+                if group:
+                    yield clip_id, group
+                clip_id, group = ann["clip_id"], []
+            group.append(ann)
+    if group:
+        yield clip_id, group
 
 
 def _first(anns: list[dict[str, Any]], key: str) -> Any:

@@ -69,6 +69,8 @@ class IngestSettings:
     max_clip_s: float = 30.0
     fixed_window_s: float = 10.0
     max_decode_errors: int = 0
+    # memory of the sort that groups a source's annotations into clips (spills to disk past it)
+    sort_memory_mb: int = 512
 
 
 @dataclass(frozen=True)

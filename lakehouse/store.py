@@ -17,11 +17,10 @@ Readers see a table's *published* version (see "the reading path" below), writer
 from __future__ import annotations
 
 import logging
-import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -359,6 +358,48 @@ class Lakehouse:
             return empty.select(list(columns)) if columns else empty
         return ds.to_table(columns=list(columns) if columns else None, filter=filter, limit=limit)
 
+    def read_sorted(
+        self,
+        name: str,
+        *,
+        columns: Sequence[str],
+        order_by: Sequence[str],
+        filter: str | None = None,
+        batch_rows: int = 20_000,
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream a table's rows sorted by ``order_by``, in batches of ``batch_rows``: the sort
+        runs in DuckDB under ``ingest.sort_memory_mb`` and spills to a temporary folder past
+        it, so a table of any size is sorted in bounded memory."""
+        import tempfile
+
+        import duckdb
+
+        ds = self.dataset(name)
+        if ds is None:
+            return
+        reader = ds.scanner(
+            columns=list(columns),
+            filter=filter,
+            batch_size=16_384,
+            batch_readahead=2,
+            fragment_readahead=1,
+        ).to_reader()
+        with tempfile.TemporaryDirectory(prefix="lakehouse-sort-") as spill:
+            con = duckdb.connect(
+                config={
+                    "memory_limit": f"{self.config.ingest.sort_memory_mb}MB",
+                    "temp_directory": spill,
+                    "threads": str(max(1, self.config.sql.threads)),
+                }
+            )
+            try:
+                con.register("rows_to_sort", reader)
+                order = ", ".join(f'"{c}"' for c in order_by)
+                result = con.sql(f"SELECT * FROM rows_to_sort ORDER BY {order}")
+                yield from result.to_arrow_reader(batch_rows)
+            finally:
+                con.close()
+
     def count(self, name: str, filter: str | None = None) -> int:
         ds = self.dataset(name)
         return 0 if ds is None else ds.count_rows(filter=filter)
@@ -417,59 +458,116 @@ class Lakehouse:
         delete: bool = True,
         schema: pa.Schema | None = None,
     ) -> WriteResult:
-        """Make the rows matching ``scope`` equal to ``rows`` in one commit.
+        """Make the rows matching ``scope`` equal to ``rows`` (one commit when they fit in one
+        flush: :data:`SYNC_FLUSH_ROWS`). See :meth:`sync_batches`."""
+        return self.sync_batches(
+            name, [rows], scope=scope, compare=compare, delete=delete, schema=schema
+        )
+
+    def sync_batches(
+        self,
+        name: str,
+        batches: Iterable[Sequence[Mapping[str, Any]] | pa.Table],
+        *,
+        scope: str,
+        compare: bool = True,
+        delete: bool = True,
+        schema: pa.Schema | None = None,
+    ) -> WriteResult:
+        """Make the rows matching ``scope`` equal to the rows of ``batches``, streaming.
 
         New keys are inserted, keys whose content changed are updated (``compare``), and keys
-        within ``scope`` that ``rows`` no longer holds are deleted (unless ``delete`` is false).
-        Unchanged rows are not rewritten, so a re-run that finds nothing new commits nothing.
+        within ``scope`` that no batch holds are deleted (unless ``delete`` is false). Unchanged
+        rows are not rewritten, so a re-run that finds nothing new commits nothing. A key given
+        twice keeps its last row.
+
+        Memory holds one batch, the changed rows waiting for their commit (at most
+        :data:`SYNC_FLUSH_ROWS`), and the keys of the rows in ``scope`` with a 128-bit hash of
+        each one's content, never the rows themselves. Changed rows are merged every
+        :data:`SYNC_FLUSH_ROWS`; the last merge also deletes the stale keys, so a sync that fits
+        one flush is one commit. A larger one is several commits, each idempotent: a run that
+        stopped half way is completed by the next (readers see published versions only).
         """
-        data = self.to_arrow(name, rows, schema)
-        schema = data.schema
+        import numpy as np
+        import polars as pl
+        import pyarrow as pa
+
+        schema = schema or self.schema(name)
         key = schemas.primary_key(schema)
         ds = self.ensure(name, schema)
         columns = [f.name for f in schema if compare or f.name == key]
         if compare:
-            import pyarrow as pa
-
             columns = [
                 c
                 for c in columns
                 if c not in VOLATILE_COLUMNS and not pa.types.is_binary(schema.field(c).type)
             ]
-        existing = ds.to_table(columns=columns, filter=scope)
-        old = {row[key]: row for row in existing.to_pylist()}
-        new_keys = data.column(key).to_pylist()
-        stale = set(old) - set(new_keys) if delete else set()
-        wanted = []
-        for i, k in enumerate(new_keys):
-            if k not in old:
-                wanted.append(i)
-            elif compare:
-                row = {c: data.column(c)[i].as_py() for c in columns}
-                if not _rows_equal(row, old[k]):
-                    wanted.append(i)
-        if not wanted and not stale:
-            return WriteResult(name, version=ds.version)
-        source = data.take(wanted) if wanted else schema.empty_table()
+        hashed = pa.schema([schema.field(c) for c in columns])
+        old = _scope_hashes(ds, scope, key, hashed)  # sorted by key
+        old_keys = old[key]
+        seen = np.zeros(old.height, dtype=bool)
+        totals = {"num_inserted_rows": 0, "num_updated_rows": 0, "num_deleted_rows": 0}
+        attempts = 0
+        pending: list[pa.Table] = []
 
-        def merge() -> dict[str, int]:
-            # a retry merges the same rows into the latest version: keys are matched again there
-            builder = self.dataset(name).merge_insert(key)
-            builder = builder.when_matched_update_all().when_not_matched_insert_all()
-            if stale:
-                builder = builder.when_not_matched_by_source_delete(
-                    f"({scope}) AND {in_list(key, stale)}"
+        def commit(data: pa.Table, stale: Sequence[str] = ()) -> None:
+            nonlocal attempts
+            data = _last_per_key(data, key)
+
+            def merge() -> dict[str, int]:
+                # a retry merges the same rows into the latest version: keys are matched again
+                builder = self.dataset(name).merge_insert(key)
+                builder = builder.when_matched_update_all().when_not_matched_insert_all()
+                if stale:
+                    builder = builder.when_not_matched_by_source_delete(
+                        f"({scope}) AND {in_list(key, stale)}"
+                    )
+                return _merge(builder, data)
+
+            stats = commit_with_retry(name, merge)
+            for k in totals:
+                totals[k] += stats[k]
+            attempts += stats["attempts"]
+
+        for rows in batches:
+            data = self.to_arrow(name, rows, schema)
+            if data.num_rows == 0:
+                continue
+            new = _row_hashes(data.select(columns).cast(hashed), key)
+            found = np.zeros(data.num_rows, dtype=bool)
+            if old.height:
+                pos = old_keys.search_sorted(new[key], side="left").to_numpy().astype(np.int64)
+                inside = pos < old.height
+                at = np.minimum(pos, old.height - 1)
+                found = inside & (old_keys.gather(at) == new[key]).to_numpy()
+                seen[pos[found]] = True
+            changed = ~found
+            if compare and found.any():
+                same = (old["h1"].gather(at).to_numpy() == new["h1"].to_numpy()) & (
+                    old["h2"].gather(at).to_numpy() == new["h2"].to_numpy()
                 )
-            return _merge(builder, source)
-
-        stats = commit_with_retry(name, merge)
+                changed |= found & ~same
+            if changed.any():
+                pending.append(data.filter(pa.array(changed)))
+            if sum(t.num_rows for t in pending) >= SYNC_FLUSH_ROWS:
+                commit(pa.concat_tables(pending))
+                pending = []
+        stale = old_keys.filter(pl.Series(~seen)).to_list() if delete and old.height else []
+        while len(stale) > SYNC_DELETE_KEYS:  # large deletions go in bounded filters
+            part, stale = stale[:SYNC_DELETE_KEYS], stale[SYNC_DELETE_KEYS:]
+            predicate = f"({scope}) AND {in_list(key, part)}"
+            commit_with_retry(name, lambda p=predicate: self.dataset(name).delete(p))
+            totals["num_deleted_rows"] += len(part)
+            attempts += 1
+        if pending or stale:
+            commit(pa.concat_tables(pending) if pending else schema.empty_table(), stale)
         return WriteResult(
             name,
-            inserted=stats["num_inserted_rows"],
-            updated=stats["num_updated_rows"],
-            deleted=stats["num_deleted_rows"],
+            inserted=totals["num_inserted_rows"],
+            updated=totals["num_updated_rows"],
+            deleted=totals["num_deleted_rows"],
             version=self.dataset(name).version,
-            attempts=stats["attempts"],
+            attempts=max(attempts, 1),
         )
 
     # -- conveniences ----------------------------------------------------------------
@@ -693,6 +791,59 @@ def commit_with_retry(
     raise AssertionError("unreachable")
 
 
+# A sync merges its changed rows every SYNC_FLUSH_ROWS rows, and deletes stale keys in filters of
+# at most SYNC_DELETE_KEYS keys; between flushes it holds only the scope's keys and row hashes.
+SYNC_FLUSH_ROWS = 100_000
+SYNC_DELETE_KEYS = 10_000
+
+
+def _row_hashes(data: pa.Table | pa.RecordBatch, key: str) -> Any:
+    """``key`` and a 128-bit content hash (``h1``, ``h2``: two seeds) of each row (a polars
+    frame). Exact equality of values, NaN equal to NaN, as a row comparison would give."""
+    import numpy as np
+    import polars as pl
+
+    frame = pl.from_arrow(data)
+    # the keys are copied (a take): polars' view of the batch's key column would keep every
+    # column of the batch alive (measured: 2.1 GB instead of 0.65 GB for 1M annotation rows)
+    keys = pl.from_arrow(data.column(key).take(np.arange(data.num_rows)))
+    return pl.DataFrame({key: keys, "h1": frame.hash_rows(seed=11), "h2": frame.hash_rows(seed=23)})
+
+
+def _scope_hashes(ds: lance.LanceDataset, scope: str, key: str, columns: pa.Schema) -> Any:
+    """The keys of the rows in ``scope`` with their content hashes, sorted by key, read in
+    batches (a scope of N rows costs its keys plus 16 bytes a row, not its rows)."""
+    import polars as pl
+    import pyarrow as pa
+
+    parts = [
+        _row_hashes(pa.Table.from_batches([batch]).select(columns.names).cast(columns), key)
+        for batch in ds.to_batches(
+            columns=columns.names,
+            filter=scope,
+            batch_size=16_384,
+            batch_readahead=2,  # Lance's default read-ahead held ~0.9 GB of 1M annotation rows
+            fragment_readahead=1,
+        )
+        if batch.num_rows
+    ]
+    if not parts:
+        return pl.DataFrame(
+            {key: [], "h1": [], "h2": []},
+            schema={key: pl.String, "h1": pl.UInt64, "h2": pl.UInt64},
+        )
+    return pl.concat(parts).sort(key)
+
+
+def _last_per_key(data: pa.Table, key: str) -> pa.Table:
+    """``data`` with each key's last row only (a merge must not see a key twice)."""
+    import polars as pl
+    import pyarrow as pa
+
+    last = pl.from_arrow(data.column(key)).is_last_distinct()
+    return data if last.all() else data.filter(pa.array(last.to_numpy()))
+
+
 def _merge(builder: Any, data: pa.Table) -> dict[str, int]:
     # Lance's own retry loop is switched off so that every conflict comes back here, where it is
     # retried with backoff from the latest version (and counted): the outcome is the same.
@@ -703,16 +854,3 @@ def _merge(builder: Any, data: pa.Table) -> dict[str, int]:
 
 def _clean_row(row: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any]:
     return {n: row.get(n) for n in names}
-
-
-def _rows_equal(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    for k, v in a.items():
-        w = b.get(k)
-        if isinstance(v, float) and isinstance(w, float):
-            if math.isnan(v) and math.isnan(w):
-                continue
-            if v != w:
-                return False
-        elif v != w:
-            return False
-    return True

@@ -74,3 +74,66 @@ def test_a_failure_found_again_in_other_words_commits_nothing(lh):
     assert [(r["reason_code"], r["message"]) for r in rows] == [
         (q.TIMEOUT, "took longer than 120 s")
     ]
+
+
+def _ann(i, source="s", caption="a caption", score=0.5):
+    return {
+        "annotation_id": f"{source}-{i:05d}",
+        "clip_id": f"c{i}",
+        "source": source,
+        "start_s": float(i),
+        "end_s": float(i) + 1.5,
+        "quality_score": score,
+        "short_caption": caption,
+        "run_id": "run-1",
+    }
+
+
+def test_sync_batches_streams_many_flushes_to_the_same_rows_as_one_sync(lh, monkeypatch):
+    """A sync larger than one flush commits several times and keeps only keys and hashes of the
+    scope; its outcome is that of one sync: inserts, updates of changed rows only (NaN equal to
+    NaN; the run_id alone is no change), a key given twice keeps its last row, stale keys
+    (more than one delete filter's worth) deleted, rows outside the scope untouched."""
+    from lakehouse import store
+
+    monkeypatch.setattr(store, "SYNC_FLUSH_ROWS", 7)
+    monkeypatch.setattr(store, "SYNC_DELETE_KEYS", 4)
+    lh.upsert("annotations", [_ann(i, score=float("nan")) for i in range(40)])
+    lh.upsert("annotations", [_ann(i, source="other") for i in range(5)])
+    before = lh.dataset("annotations").version
+
+    def batches():
+        for start in range(0, 30, 6):
+            rows = [_ann(i, score=float("nan")) for i in range(start, start + 6)]
+            for row in rows:
+                row["run_id"] = "run-2"
+                if row["clip_id"] in ("c3", "c17"):
+                    row["short_caption"] = "changed"
+            yield rows
+        yield [_ann(i, caption="new") for i in range(100, 112)]
+        yield [_ann(100, caption="given twice, last wins")]
+
+    result = lh.sync_batches("annotations", batches(), scope="source = 's'")
+    # s-00100 was inserted by one flush and replaced by the next: an update
+    assert (result.inserted, result.updated, result.deleted) == (12, 3, 10)
+    assert lh.dataset("annotations").version > before + 2  # several commits
+    rows = {r["annotation_id"]: r for r in lh.read("annotations").to_pylist()}
+    assert len(rows) == 30 + 12 + 5
+    assert rows["s-00003"]["short_caption"] == "changed"
+    assert rows["s-00004"]["run_id"] == "run-1"  # unchanged rows are not rewritten
+    assert rows["s-00100"]["short_caption"] == "given twice, last wins"
+    assert not any(f"s-{i:05d}" in rows for i in range(30, 40))
+    assert sum(1 for k in rows if k.startswith("other-")) == 5
+    version = lh.dataset("annotations").version
+
+    def again():
+        yield [_ann(i, score=float("nan")) | {"short_caption": "changed"} for i in (3, 17)]
+        yield [_ann(i, score=float("nan")) for i in range(30) if i not in (3, 17)]
+        yield [_ann(i, caption="new") for i in range(101, 112)]
+        yield [_ann(100, caption="given twice, last wins")]
+
+    noop = lh.sync_batches("annotations", again(), scope="source = 's'")
+    assert not noop.changed and lh.dataset("annotations").version == version
+    one = lh.sync("annotations", [_ann(1, score=float("nan"))], scope="source = 's'")
+    assert (one.inserted, one.updated, one.deleted) == (0, 0, 41)
+    assert lh.count("annotations", "source = 's'") == 1
