@@ -182,7 +182,7 @@ def sql(args: argparse.Namespace) -> None:
         if name not in PARQUET_TABLES:
             con.register(name, lh.schema(name).empty_table())
     views = read_views([PROJECT / "sql" / "views"])
-    for name in ("clip_signals", "clip_facts"):  # clip_facts reads clip_signals
+    for name in ("clip_signals", "clip_extras", "clip_facts"):  # each reads the one before
         con.execute(f"create view {name} as {views.pop(name).strip().rstrip(';')}")
     queries = dict(QUERIES)
     queries["subset file third_person_dance.sql"] = (

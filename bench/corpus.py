@@ -351,6 +351,11 @@ def batches(spec: CorpusSpec) -> Iterator[Batch]:
             "environment": env,
             "subject_sex": sex,
             "text_truncated": pa.array(np.zeros(n, dtype=bool)),
+            # the video metadata the clips stage copies onto each clip
+            **{
+                col: videos[src].take(pa.array(video_of))
+                for col, src in schemas.CLIP_VIDEO_FIELDS.items()
+            },
             "run_id": pa.array(["corpus"] * n),
         }
         ann_cols = {

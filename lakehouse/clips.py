@@ -14,7 +14,7 @@ from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from lakehouse import ids
-from lakehouse.schemas import CLIP_TEXT_FIELDS
+from lakehouse.schemas import CLIP_TEXT_FIELDS, CLIP_VIDEO_FIELDS
 from lakehouse.stage import StageResult
 
 if TYPE_CHECKING:
@@ -64,7 +64,19 @@ def segment(
     return out
 
 
-VIDEO_COLUMNS = ["video_id", "uri", "fps", "duration_s", "num_frames", "scene_cuts_s"]
+VIDEO_COLUMNS = list(
+    dict.fromkeys(
+        [
+            "video_id",
+            "uri",
+            "fps",
+            "duration_s",
+            "num_frames",
+            "scene_cuts_s",
+            *CLIP_VIDEO_FIELDS.values(),
+        ]
+    )
+)
 ANNOTATION_COLUMNS = [
     "clip_id",
     "video_id",
@@ -107,8 +119,10 @@ def build_clips(lh: Lakehouse, source: Source, *, run_id: str) -> StageResult:
 
     def clips() -> Iterator[dict[str, Any]]:
         for clip_id, anns in _clip_annotations(lh, source):
-            annotated_videos.add(anns[0]["video_id"])
-            yield _annotated_clip(clip_id, anns, videos.get(anns[0]["video_id"]), source)
+            video = videos.get(anns[0]["video_id"])
+            if video is not None:  # only the source's own videos (not every id a catalog names)
+                annotated_videos.add(video["video_id"])
+            yield _annotated_clip(clip_id, anns, video, source)
         for video in videos.values():
             if video["video_id"] not in annotated_videos:
                 yield from {
@@ -193,7 +207,13 @@ def _annotated_clip(
         "annotation_count": len(anns),
         **{name: _first(anns, name) for name in CLIP_TEXT_FIELDS},
         "text_truncated": _first(anns, "text_truncated"),
+        **_video_fields(video),
     }
+
+
+def _video_fields(video: dict[str, Any] | None) -> dict[str, Any]:
+    """The video metadata a clip row carries (all null for a video that is not probed)."""
+    return {col: (video or {}).get(src) for col, src in CLIP_VIDEO_FIELDS.items()}
 
 
 def _unprobed_status(anns: list[dict[str, Any]]) -> str:
@@ -240,6 +260,7 @@ def _segmented_clips(
                 "taxonomy_l3": None,
                 "quality_score": None,
                 "annotation_count": 0,
+                **_video_fields(video),
             }
         )
     return out

@@ -106,9 +106,31 @@ CLIPS = pa.schema(
         pa.field("annotation_count", pa.int32()),
         *[pa.field(name, pa.string()) for name in CLIP_TEXT_FIELDS],
         pa.field("text_truncated", pa.bool_()),
+        # The video's metadata clip_facts shows (null when the video is not probed), copied from
+        # ``videos`` by the clips stage, so that clip_facts joins no table a query does not read
+        # (a join with ``videos`` kept DuckDB from dropping the unused ones; bench/README.md).
+        *[pa.field(name, pa.string()) for name in ("container", "codec")],
+        *[pa.field(name, pa.int32()) for name in ("width", "height", "rotation")],
+        pa.field("has_audio", pa.bool_()),
+        pa.field("video_size_bytes", pa.int64()),
+        pa.field("video_duration_s", pa.float64()),
+        pa.field("video_num_frames", pa.int64()),
         pa.field("run_id", pa.string()),
     ]
 )
+
+# clips column -> videos column, for the video metadata the clips stage copies onto each clip
+CLIP_VIDEO_FIELDS = {
+    "container": "container",
+    "codec": "codec",
+    "width": "width",
+    "height": "height",
+    "rotation": "rotation",
+    "has_audio": "has_audio",
+    "video_size_bytes": "size_bytes",
+    "video_duration_s": "duration_s",
+    "video_num_frames": "num_frames",
+}
 
 # Typed annotation fields; everything the annotation file held is also kept verbatim in
 # ``fields_json``, so no field is ever lost.

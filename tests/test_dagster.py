@@ -25,6 +25,7 @@ INGEST_ASSETS = [
 ASSET_KEYS = [
     "annotations",
     "clip_embeddings",
+    "clip_extras",
     "clip_facts",
     "clip_signals",
     "clips",

@@ -440,8 +440,11 @@ def test_subset_assets_and_their_upstream_in_dagster(tmp_path):
     def parents(name):
         return {p.to_user_string() for p in graph.get(dg_key(name)).parent_keys}
 
-    # the annotation text reaches clip_facts through the clips table (the clips stage copies it)
-    assert parents("clip_facts") == {"clips", "videos", "keyframes", "clip_signals"}
+    # the annotation text and the video metadata reach clip_facts through the clips table (the
+    # clips stage copies them); the keyframe counts and signals through clip_extras
+    assert parents("clip_facts") == {"clips", "clip_extras"}
+    assert {"videos", "annotations"} <= parents("clips")
+    assert parents("clip_extras") == {"keyframes", "clip_signals"}
     assert parents("clip_signals") == {"signals", "viewpoint_predictions", "near_duplicates"}
     for name in [*EXAMPLES, "food_preparation"]:
         assert "clip_facts" in parents(name)

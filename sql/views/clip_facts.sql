@@ -3,34 +3,15 @@
 -- (clip_signals; null until those assets have run for the clip). Clips whose video is not here
 -- yet (annotation-only catalogs) are kept, with probe_status 'not_probed' and null video columns.
 -- The annotation text comes from the clip row (the clips stage copies the first non-null value
--- of each field over the clip's annotation rows), so a query reads one row per clip;
--- keyframe_counts is grouped by clip_id, so DuckDB drops that join from queries that do not
--- read keyframe_count.
+-- of each field over the clip's annotation rows), so a query reads one row per clip.
+-- The video's metadata is on the clip row too (the clips stage copies it from videos), and the
+-- keyframe count and signals come from clip_extras, one row per clip: a query that reads no
+-- column of clip_extras reads clips alone (DuckDB drops the join), and one that does joins
+-- once. (Joined to videos as well, DuckDB 2.0's join ordering kept every join; measured.)
 with
 
 clips as (
     select * from clips
-),
-
-videos as (
-    select
-        video_id,
-        container,
-        codec,
-        width,
-        height,
-        rotation,
-        has_audio,
-        size_bytes,
-        duration_s as video_duration_s,
-        num_frames as video_num_frames
-    from videos
-),
-
-keyframe_counts as (
-    select clip_id, count(*) as keyframe_count
-    from keyframes
-    group by clip_id
 ),
 
 final as (
@@ -54,14 +35,14 @@ final as (
         clips.taxonomy_l2,
         clips.taxonomy_l3,
         clips.quality_score,
-        videos.container,
-        videos.codec,
-        videos.width,
-        videos.height,
-        videos.rotation,
-        videos.has_audio,
-        videos.size_bytes as video_size_bytes,
-        videos.video_duration_s,
+        clips.container,
+        clips.codec,
+        clips.width,
+        clips.height,
+        clips.rotation,
+        clips.has_audio,
+        clips.video_size_bytes,
+        clips.video_duration_s,
         clips.short_caption,
         clips.long_caption,
         clips.semantic_motion,
@@ -74,21 +55,19 @@ final as (
         clips.expression,
         clips.text_truncated,
         coalesce(clips.annotation_count, 0) as annotation_count,
-        coalesce(keyframe_counts.keyframe_count, 0) as keyframe_count,
+        coalesce(clip_extras.keyframe_count, 0) as keyframe_count,
         case
             when clips.viewpoint in ('ego', 'exo') then clips.viewpoint
-            else clip_signals.predicted_viewpoint
+            else clip_extras.predicted_viewpoint
         end as resolved_viewpoint,
         case
             when clips.viewpoint in ('ego', 'exo') then 'label'
-            when clip_signals.predicted_viewpoint is not null then 'predicted'
+            when clip_extras.predicted_viewpoint is not null then 'predicted'
         end as viewpoint_origin,
-        clip_signals.* exclude (clip_id, is_cluster_representative),
-        coalesce(clip_signals.is_cluster_representative, true) as is_cluster_representative
+        clip_extras.* exclude (clip_id, keyframe_count, is_cluster_representative),
+        coalesce(clip_extras.is_cluster_representative, true) as is_cluster_representative
     from clips
-    left join videos on videos.video_id = clips.video_id
-    left join keyframe_counts on keyframe_counts.clip_id = clips.clip_id
-    left join clip_signals on clip_signals.clip_id = clips.clip_id
+    left join clip_extras on clip_extras.clip_id = clips.clip_id
 )
 
 select * from final
