@@ -180,10 +180,31 @@ class Session:
             if ds is not None:
                 self.versions[name] = ds.version
                 self.datasets[name] = for_sql(ds)
-                self.con.register(name, self.datasets[name])
+                missing = (
+                    [f for f in self.lh.schema(name) if f.name not in ds.schema.names]
+                    if name in known
+                    else []
+                )
+                if missing:
+                    self._register_with_new_columns(name, missing)
+                else:
+                    self.con.register(name, self.datasets[name])
             elif name in known:
                 self.con.register(name, self.lh.schema(name).empty_table())
         return names
+
+    def _register_with_new_columns(self, name: str, missing: list[pa.Field]) -> None:
+        """Register a table version written before the code's schema gained ``missing`` (null in
+        it, as they are after the table is evolved), so that the views compile on any version."""
+        import pyarrow as pa
+
+        hidden = f"_{name}_v{self.versions[name]}"
+        self.con.register(hidden, self.datasets[name])
+        types = self.con.from_arrow(pa.schema(missing).empty_table()).types
+        nulls = ", ".join(
+            f'CAST(NULL AS {t}) AS "{f.name}"' for f, t in zip(missing, types, strict=True)
+        )
+        self.con.execute(f'CREATE VIEW "{name}" AS SELECT *, {nulls} FROM "{hidden}"')
 
     def _create_views(self, view_sql: Mapping[str, str]) -> list[str]:
         pending = dict(view_sql)

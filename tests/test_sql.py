@@ -156,3 +156,22 @@ def test_a_kept_session_reads_a_lakehouse_rebuilt_under_the_same_versions(lh):
     lh.upsert("sources", [{"source": "new", "uri": "/new", "annotation_files": []}])
     assert lh.versions() == before
     assert lh.sql("select source from sources").column(0).to_pylist() == ["new"]
+
+
+def test_a_table_written_before_new_columns_still_reads_through_the_views(lh):
+    """A lakehouse made by an older release lacks the newer clips columns (the video metadata)
+    until its next ingest run; its published version still answers clip_facts queries, with
+    the new columns null."""
+    import lance
+    import pyarrow as pa
+
+    from lakehouse import schemas
+
+    old = pa.schema([f for f in schemas.CLIPS if f.name not in schemas.CLIP_VIDEO_FIELDS])
+    row = {n: None for n in old.names} | {"clip_id": "c1", "video_id": "v1", "source": "s"}
+    lance.write_dataset(pa.Table.from_pylist([row], schema=old), lh.table_uri("clips"))
+    out = lh.sql("select clip_id, codec, video_duration_s, keyframe_count from clip_facts")
+    assert out.to_pylist() == [
+        {"clip_id": "c1", "codec": None, "video_duration_s": None, "keyframe_count": 0}
+    ]
+    assert out.schema.field("video_duration_s").type == pa.float64()
