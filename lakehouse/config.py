@@ -99,6 +99,9 @@ class SqlSettings:
     timeout_s: float = 120.0
     threads: int = 2
     max_result_mb: int = 1024  # a result larger than this is refused (add a LIMIT)
+    # the scalar indexes of the SQL tables take in new rows once these are more than this share
+    # of a table (before that, queries scan them): a 1% increment pays no index refresh
+    index_lag_fraction: float = 0.05
     process_memory_mb: int = 8192  # address-space limit of an isolated query's process
     pushdown: bool = True  # push caption LIKE/contains filters into Lance (lakehouse.pushdown)
 

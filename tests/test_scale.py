@@ -49,11 +49,21 @@ def test_scalar_indexes_answer_the_same_and_cover_new_rows(lh):
     assert wanted <= indexed and report["clips"]["actions"] != ["up to date"]
     assert lh.sql(QUERY, params).to_pylist() == before
 
-    lh.upsert("clips", clip_rows(3000, 600))  # not indexed yet: still found
+    # 100 new rows (3%) stay unindexed under sql.index_lag_fraction (5%): found by scanning
+    lh.upsert("clips", clip_rows(3000, 100))
+    assert refresh_scalar_indexes(lh, min_rows=0)["clips"]["actions"] == [
+        "100 new rows scanned until past 5%"
+    ]
+    few = lh.sql(QUERY, params).to_pylist()
+    assert len(few) > len(before) and few[: len(before)] == before
+    phrase = "select clip_id from clip_facts where short_caption like '%does thing 3042%'"
+    assert lh.sql(phrase).column("clip_id").to_pylist() == ["c003042"]  # NGRAM + the new rows
+    lh.upsert("clips", clip_rows(3100, 500))  # 600 of 3,600 unindexed now: refreshed
     after = lh.sql(QUERY, params).to_pylist()
-    assert len(after) > len(before) and after[: len(before)] == before
+    assert len(after) > len(few) and after[: len(few)] == few
     assert refresh_scalar_indexes(lh, min_rows=0)["clips"]["actions"] == ["indexes refreshed"]
     assert lh.sql(QUERY, params).to_pylist() == after
+    assert lh.sql(phrase).column("clip_id").to_pylist() == ["c003042"]
     assert refresh_scalar_indexes(lh, min_rows=0)["clips"]["actions"] == ["up to date"]
 
 
