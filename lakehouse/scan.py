@@ -92,11 +92,15 @@ def refresh_scalar_indexes(
 MAX_INDEX_SEGMENTS = 8
 
 
-def fold_new_rows(ds: lance.LanceDataset) -> None:
-    """Add rows written since the last refresh to every index of ``ds`` (cheaply: as deltas)."""
-    segments = max((_segments(ds, i.name) for i in ds.describe_indices()), default=0)
+def fold_new_rows(ds: lance.LanceDataset, index_names: list[str] | None = None) -> None:
+    """Add rows written since the last refresh to the indexes of ``ds`` named (default: every
+    one), cheaply: as deltas."""
+    names = set(index_names) if index_names is not None else None
+    chosen = [i.name for i in ds.describe_indices() if names is None or i.name in names]
+    segments = max((_segments(ds, name) for name in chosen), default=0)
     ds.optimize.optimize_indices(
-        num_indices_to_merge=segments if segments >= MAX_INDEX_SEGMENTS else 0
+        num_indices_to_merge=segments if segments >= MAX_INDEX_SEGMENTS else 0,
+        **({"index_names": chosen} if index_names is not None else {}),
     )
 
 

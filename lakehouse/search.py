@@ -483,6 +483,10 @@ def _like(lh: Lakehouse, clip_id: str, mode: str, flt: Filter, k: int) -> list[d
 # -- indexes ---------------------------------------------------------------------------------
 
 
+# LanceDB's names of the scalar index types (list_indices().index_type)
+SCALAR_INDEX_TYPES = frozenset({"BTree", "Bitmap", "LabelList", "NGram"})
+
+
 def refresh_indexes(lh: Lakehouse) -> dict[str, Any]:
     """Build or refresh the search indexes: ANN on vectors past ``search.ann_min_rows``,
     full-text on caption text, scalar indexes on the filter columns of the vector tables and of
@@ -536,11 +540,20 @@ def _refresh(lh: Lakehouse, table: Any, name: str) -> dict[str, Any]:
         )
         actions.append("ANN index (IVF_RQ) on vector")
     elif existing:
-        stats = [i.num_unindexed_rows or 0 for i in table.list_indices()]
-        if any(stats):
+        # the vector and full-text indexes take in new rows on every refresh (an unindexed
+        # vector costs every search a full comparison); the scalar ones once the new rows pass
+        # sql.index_lag_fraction of the table (until then prefilters scan those rows)
+        lag = lh.config.sql.index_lag_fraction * rows
+        due = {
+            i.name: i.num_unindexed_rows
+            for i in table.list_indices()
+            if (i.num_unindexed_rows or 0)
+            and (i.index_type not in SCALAR_INDEX_TYPES or i.num_unindexed_rows > lag)
+        }
+        if due:
             # fold the new rows into the indexes only: LanceDB's table.optimize() also
             # compacts, which rewrites every fragment under 1M rows (the whole table, when
             # it was written in batches) for each increment
-            fold_new_rows(lh.dataset(name))
-            actions.append(f"indexes refreshed ({max(stats)} new rows)")
+            fold_new_rows(lh.dataset(name), index_names=list(due))
+            actions.append(f"indexes refreshed ({max(due.values())} new rows)")
     return {"rows": rows, "actions": actions or ["up to date"]}
