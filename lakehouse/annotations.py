@@ -29,7 +29,7 @@ from lakehouse.annotation_files import (
     sniff_pickle,
 )
 from lakehouse.schemas import ANNOTATION_TEXT_FIELDS
-from lakehouse.stage import StageResult, record_issues
+from lakehouse.stage import StageResult, in_batches, record_issues
 from lakehouse.timecode import TimeParseError, parse_time
 
 if TYPE_CHECKING:
@@ -111,8 +111,7 @@ def import_annotations(lh: Lakehouse, source: Source, *, run_id: str) -> StageRe
     issues: list[q.Issue] = []
     counts = {"files": 0, "rows": 0, "video_found": 0}
 
-    def batches() -> Iterator[list[dict[str, Any]]]:
-        batch: list[dict[str, Any]] = []
+    def rows() -> Iterator[dict[str, Any]]:
         for path in source.annotation_files:
             fmt = _readable_format(path, source, issues)
             if fmt is None:
@@ -121,13 +120,9 @@ def import_annotations(lh: Lakehouse, source: Source, *, run_id: str) -> StageRe
             for row in _import_file(path, fmt, source, index, issues, run_id):
                 counts["rows"] += 1
                 counts["video_found"] += row["video_found"]
-                batch.append(row)
-                if len(batch) >= ROW_BATCH:
-                    yield batch
-                    batch = []
-        yield batch
+                yield row
 
-    write = lh.sync_batches("annotations", batches(), scope=source.scope)
+    write = lh.sync_batches("annotations", in_batches(rows(), ROW_BATCH), scope=source.scope)
     count, reasons = record_issues(lh, source, ("annotations",), issues, run_id)
     return StageResult(
         "annotations",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from lakehouse import ids
 from lakehouse.schemas import CLIP_TEXT_FIELDS, CLIP_VIDEO_FIELDS
-from lakehouse.stage import StageResult
+from lakehouse.stage import StageResult, in_batches
 
 if TYPE_CHECKING:
     from lakehouse.config import IngestSettings
@@ -129,20 +129,15 @@ def build_clips(lh: Lakehouse, source: Source, *, run_id: str) -> StageResult:
                     r["clip_id"]: r for r in _segmented_clips(video, source, settings)
                 }.values()
 
-    def batches() -> Iterator[list[dict[str, Any]]]:
+    def counted() -> Iterator[dict[str, Any]]:
         nonlocal not_probed
-        batch: list[dict[str, Any]] = []
         for row in clips():
             row["run_id"] = run_id
             kinds[row["segmentation"]] += 1
             not_probed += row["probe_status"] != "ok"
-            batch.append(row)
-            if len(batch) >= ROW_BATCH:
-                yield batch
-                batch = []
-        yield batch
+            yield row
 
-    write = lh.sync_batches("clips", batches(), scope=source.scope)
+    write = lh.sync_batches("clips", in_batches(counted(), ROW_BATCH), scope=source.scope)
     return StageResult(
         "clips",
         source.name,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lakehouse import quarantine as q
 from lakehouse.store import WriteResult, in_list
@@ -72,3 +72,19 @@ def record_issues(
     lh.sync("quarantine", list(rows.values()), scope=scope)
     reasons = Counter(r["reason_code"] for r in rows.values())
     return len(rows), dict(sorted(reasons.items()))
+
+
+T = TypeVar("T")
+
+
+def in_batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of ``size`` (the last one shorter), for a stage that streams its rows
+    into ``Lakehouse.sync_batches``."""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
