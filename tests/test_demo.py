@@ -39,6 +39,15 @@ def test_demo_runs_and_is_idempotent(tmp_path, capsys):
         {"n": 4}
     ]
     versions = lh.versions()
+    # A probe stopped by a per-file limit is retried by the next run (docs/tables.md), which
+    # then records what the file really does: FFmpeg once hung for the whole 120 s limit on the
+    # damaged file here (a `timeout`, then `decode_error`). Such a run is followed by one more
+    # before the re-run that must change nothing.
+    transient = "reason_code in ('timeout', 'memory_limit', 'worker_crashed')"
+    if lh.sql(f"select count(*) as n from quarantine where {transient}").to_pylist()[0]["n"]:
+        main(args)
+        capsys.readouterr()
+        versions = lh.versions()
     main(args)
     capsys.readouterr()
     assert lh.versions() == versions
