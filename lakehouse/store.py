@@ -553,8 +553,10 @@ class Lakehouse:
                 commit(pa.concat_tables(pending))
                 pending = []
         stale = old_keys.filter(pl.Series(~seen)).to_list() if delete and old.height else []
-        while len(stale) > SYNC_DELETE_KEYS:  # large deletions go in bounded filters
-            part, stale = stale[:SYNC_DELETE_KEYS], stale[SYNC_DELETE_KEYS:]
+        # large deletions go in bounded filters; the last part goes with the last merge
+        parts = [stale[i : i + SYNC_DELETE_KEYS] for i in range(0, len(stale), SYNC_DELETE_KEYS)]
+        stale = parts.pop() if parts else []
+        for part in parts:
             predicate = f"({scope}) AND {in_list(key, part)}"
             commit_with_retry(name, lambda p=predicate: self.dataset(name).delete(p))
             totals["num_deleted_rows"] += len(part)
