@@ -377,13 +377,7 @@ class Lakehouse:
         ds = self.dataset(name)
         if ds is None:
             return
-        reader = ds.scanner(
-            columns=list(columns),
-            filter=filter,
-            batch_size=16_384,
-            batch_readahead=2,
-            fragment_readahead=1,
-        ).to_reader()
+        reader = ds.scanner(columns=list(columns), filter=filter, **BOUNDED_SCAN).to_reader()
         with tempfile.TemporaryDirectory(prefix="lakehouse-sort-") as spill:
             con = duckdb.connect(
                 config={
@@ -796,6 +790,9 @@ def commit_with_retry(
 # A sync merges its changed rows every SYNC_FLUSH_ROWS rows, and deletes stale keys in filters of
 # at most SYNC_DELETE_KEYS keys; between flushes it holds only the scope's keys and row hashes.
 SYNC_FLUSH_ROWS = 100_000
+# Scan options of the streaming reads (the sync's hashes, read_sorted): small batches and a short
+# read-ahead (Lance's default read-ahead held ~0.9 GB of 1M annotation rows)
+BOUNDED_SCAN: dict[str, int] = {"batch_size": 16_384, "batch_readahead": 2, "fragment_readahead": 1}
 SYNC_DELETE_KEYS = 10_000
 
 
@@ -820,13 +817,7 @@ def _scope_hashes(ds: lance.LanceDataset, scope: str, key: str, columns: pa.Sche
 
     parts = [
         _row_hashes(pa.Table.from_batches([batch]).select(columns.names).cast(columns), key)
-        for batch in ds.to_batches(
-            columns=columns.names,
-            filter=scope,
-            batch_size=16_384,
-            batch_readahead=2,  # Lance's default read-ahead held ~0.9 GB of 1M annotation rows
-            fragment_readahead=1,
-        )
+        for batch in ds.to_batches(columns=columns.names, filter=scope, **BOUNDED_SCAN)
         if batch.num_rows
     ]
     if not parts:
