@@ -104,6 +104,7 @@ class SqlSettings:
     index_lag_fraction: float = 0.05
     process_memory_mb: int = 8192  # address-space limit of an isolated query's process
     pushdown: bool = True  # push caption LIKE/contains filters into Lance (lakehouse.pushdown)
+    mirror: bool = True  # publish a Parquet copy of clips that SQL scans (lakehouse.mirror)
 
 
 @dataclass(frozen=True)

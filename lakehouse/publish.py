@@ -5,7 +5,8 @@ versions named by the publication record (:meth:`Lakehouse.published_dataset`). 
 takes one snapshot of the pipeline tables' latest versions, runs the blocking checks on exactly
 that snapshot, and only then replaces the record — one commit to the one-row ``_publication``
 dataset, so readers move from one checked snapshot to the next for every table at once — and
-moves each table's ``published`` tag, which keeps the version from Lance's own cleanup. When a
+moves each table's ``published`` tag, which keeps the version from Lance's own cleanup (and
+writes the Parquet copy SQL scans of the mirrored tables, :mod:`lakehouse.mirror`). When a
 check fails nothing moves — readers keep the last good versions — and :class:`PublicationError`
 says which check failed and what readers still see.
 
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from lakehouse import checks
+from lakehouse import checks, mirror
 from lakehouse.errors import PublicationError
 from lakehouse.locks import lakehouse_lock
 from lakehouse.readers import CLEANUP_LOCK
@@ -115,6 +116,8 @@ def publish(lh: Lakehouse, tables: Sequence[str] = PIPELINE_TABLES) -> dict[str,
             merged = {**current}
             for table, version in versions.items():  # never backwards
                 merged[table] = max(version, current.get(table, 0))
+            # before the switch: a reader of the new versions finds their SQL copy complete
+            mirror.publish(lh, {t: merged[t] for t in versions})
             _write_record(lh, merged)
             for table in versions:
                 _move_tag(lh, table, merged[table])

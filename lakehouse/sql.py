@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lakehouse import schemas
+from lakehouse import mirror, schemas
 from lakehouse.errors import (
     ModelUnavailableError,
     QueryError,
@@ -90,6 +90,7 @@ REFUSED_RELATIONS = frozenset(
         "duckdb_secrets",
     }
 )
+FILE_LIKE = re.compile(r"[/\\.*?:]")  # a path, a file name, a glob or a URL
 EXPLAIN_PREFIX = re.compile(
     r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*explain(?:\s+analyze)?\b", re.IGNORECASE | re.DOTALL
 )
@@ -128,6 +129,8 @@ class Session:
             },
         )
         self.versions: dict[str, int] = {}
+        # tables served from their Parquet copy: name -> (copy view, Lance relation, null columns)
+        self.mirrored: dict[str, tuple[str, str, str]] = {}
         self.datasets: dict[str, Any] = {}  # the registered Lance datasets (lakehouse.pushdown)
         self.lease = ReaderLease(lh)
         with self.lease.registering():
@@ -150,6 +153,13 @@ class Session:
             # nothing in the session needs them; what a query could read there is our own folder
             self.con.execute(f"SET {setting} = '{self._tmp}'")
         if locked:
+            if self.mirrored:  # before external access goes: the folders it may still read
+                from lakehouse.store import sql_literal
+
+                allowed = ", ".join(
+                    sql_literal(mirror.folder(self.lh, name) + os.sep) for name in self.mirrored
+                )
+                self.con.execute(f"SET allowed_directories = [{allowed}]")
             self.con.execute("SET enable_external_access = false")
             self.con.execute("SET allow_community_extensions = false")
             self.con.execute("SET lock_configuration = true")
@@ -185,7 +195,10 @@ class Session:
                     if name in known
                     else []
                 )
-                if missing:
+                files = mirror.parts(self.lh, name, ds.version)
+                if files is not None:
+                    self._register_mirrored(name, files, missing)
+                elif missing:
                     self._register_with_new_columns(name, missing)
                 else:
                     self.con.register(name, self.datasets[name])
@@ -196,15 +209,39 @@ class Session:
     def _register_with_new_columns(self, name: str, missing: list[pa.Field]) -> None:
         """Register a table version written before the code's schema gained ``missing`` (null in
         it, as they are after the table is evolved), so that the views compile on any version."""
-        import pyarrow as pa
-
         hidden = f"_{name}_v{self.versions[name]}"
         self.con.register(hidden, self.datasets[name])
+        self.con.execute(f'CREATE VIEW "{name}" AS SELECT *{self._nulls(missing)} FROM "{hidden}"')
+
+    def _register_mirrored(self, name: str, files: list[str], missing: list[pa.Field]) -> None:
+        """Serve ``name`` from its Parquet copy (:mod:`lakehouse.mirror`), keeping the Lance
+        dataset registered for the queries :mod:`lakehouse.pushdown` sends to its indexes."""
+        from lakehouse.store import sql_literal
+
+        version = self.versions[name]
+        lance_name, copy_name = f"_{name}_v{version}", f"_{name}_v{version}_copy"
+        self.con.register(lance_name, self.datasets[name])
+        listed = ", ".join(sql_literal(path) for path in files)
+        self.con.execute(f'CREATE VIEW "{copy_name}" AS SELECT * FROM read_parquet([{listed}])')
+        self.mirrored[name] = (copy_name, lance_name, self._nulls(missing))
+        self.read_from(name, copy=True)
+
+    def read_from(self, name: str, *, copy: bool) -> None:
+        """Point the mirrored table ``name`` at its Parquet copy or at its Lance dataset."""
+        copy_name, lance_name, nulls = self.mirrored[name]
+        source = copy_name if copy else lance_name
+        self.con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT *{nulls} FROM "{source}"')
+
+    def _nulls(self, missing: list[pa.Field]) -> str:
+        """``, CAST(NULL AS type) AS "col"`` for each of ``missing`` ("" for none)."""
+        import pyarrow as pa
+
+        if not missing:
+            return ""
         types = self.con.from_arrow(pa.schema(missing).empty_table()).types
-        nulls = ", ".join(
-            f'CAST(NULL AS {t}) AS "{f.name}"' for f, t in zip(missing, types, strict=True)
+        return "".join(
+            f', CAST(NULL AS {t}) AS "{f.name}"' for f, t in zip(missing, types, strict=True)
         )
-        self.con.execute(f'CREATE VIEW "{name}" AS SELECT *, {nulls} FROM "{hidden}"')
 
     def _create_views(self, view_sql: Mapping[str, str]) -> list[str]:
         pending = dict(view_sql)
@@ -393,6 +430,12 @@ def check_functions(con: duckdb.DuckDBPyConnection, sql: str) -> None:
             raise QueryRefusedError(
                 f"Query refused: {node['table_name']} shows the server's settings or log, which "
                 "the lakehouse SQL session does not expose."
+            )
+        elif kind == "BASE_TABLE" and FILE_LIKE.search(str(node.get("table_name", ""))):
+            # DuckDB reads a table named like a file as that file (a replacement scan)
+            raise QueryRefusedError(
+                f"Query refused: {node['table_name']!r} names a file; the lakehouse SQL session "
+                "reads its tables and views only."
             )
         stack.extend(node.values())
 

@@ -661,6 +661,7 @@ class Lakehouse:
         readers hold (:mod:`lakehouse.readers`). Returns bytes removed per table."""
         import datetime as dt
 
+        from lakehouse import mirror
         from lakehouse.locks import lakehouse_lock
         from lakehouse.readers import CLEANUP_LOCK, held_versions
 
@@ -687,6 +688,7 @@ class Lakehouse:
                     continue
                 stats = ds.cleanup_old_versions(versions=old, error_if_tagged_old_versions=False)
                 removed[name] = stats.bytes_removed
+            mirror.prune(self)
         return removed
 
     def delete(self, name: str, predicate: str) -> int:
