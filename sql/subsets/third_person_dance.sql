@@ -1,5 +1,7 @@
 -- third_person_dance: one row per clip.
 -- Third-person clips of a person dancing: the HumanNet taxonomy says dance, or the captions do.
+-- The cheap ilike runs first and the word-boundary regex only on the texts it lets through
+-- (the same rows as the regex alone, in half the time at 10M clips; bench/README.md, Scale).
 with
 
 final as (
@@ -7,10 +9,15 @@ final as (
     from clip_facts
     where viewpoint = 'exo'
       and (
-          lower(coalesce(taxonomy_l2, '')) like '%dance%'
-          or lower(coalesce(taxonomy_l3, '')) like '%dance%'
-          or regexp_matches(
-              lower(concat_ws(' ', semantic_motion, short_caption)), '\bdanc(e|es|ing|er|ers)\b'
+          taxonomy_l2 ilike '%dance%'
+          or taxonomy_l3 ilike '%dance%'
+          or (
+              semantic_motion ilike '%danc%'
+              and regexp_matches(semantic_motion, '\bdanc(e|es|ing|er|ers)\b', 'i')
+          )
+          or (
+              short_caption ilike '%danc%'
+              and regexp_matches(short_caption, '\bdanc(e|es|ing|er|ers)\b', 'i')
           )
       )
 )
