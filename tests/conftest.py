@@ -95,3 +95,19 @@ TINY_CLIP = {"clip_arch": "lakehouse-tiny-test", "clip_pretrained": "random-init
 def tiny_clip_config(config: Config) -> Config:
     """The randomly initialised test CLIP (its model id says TEST ONLY) and the real MiniLM."""
     return with_models(config, **TINY_CLIP)
+
+
+@pytest.fixture
+def filters(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The filters Lance scans receive (the spy calls the real scanner)."""
+    import lance
+
+    seen: list[str] = []
+    scanner = lance.LanceDataset.scanner
+
+    def spy(self, *args, **kwargs):
+        seen.append(str(kwargs.get("filter")))
+        return scanner(self, *args, **kwargs)
+
+    monkeypatch.setattr(lance.LanceDataset, "scanner", spy)
+    return seen

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import lance
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -58,20 +57,6 @@ def lakehouses(lh: Lakehouse) -> tuple[Lakehouse, Lakehouse]:
     lh.upsert("videos", pa.Table.from_pylist(videos, schema=schemas.VIDEOS))
     sql = dataclasses.replace(lh.config.sql, pushdown=False)
     return lh, Lakehouse(dataclasses.replace(lh.config, sql=sql))
-
-
-@pytest.fixture
-def filters(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The filters Lance scans receive (the spy calls the real scanner)."""
-    seen: list[str] = []
-    scanner = lance.LanceDataset.scanner
-
-    def spy(self, *args, **kwargs):
-        seen.append(str(kwargs.get("filter")))
-        return scanner(self, *args, **kwargs)
-
-    monkeypatch.setattr(lance.LanceDataset, "scanner", spy)
-    return seen
 
 
 def both(lakehouses, filters, sql, params=None):
