@@ -10,18 +10,20 @@ Three more walls (the "SQL attack matrix" of docs/guide.md):
 
 - before DuckDB runs anything, the parsed query is walked and refused if it calls a table
   function outside :data:`ALLOWED_TABLE_FUNCTIONS` (file readers, ``query()``, settings, logs,
-  secrets, ``checkpoint()``…) or a scalar function in :data:`REFUSED_FUNCTIONS`
-  (``current_setting``…); the directories DuckDB would reveal are pointed at the session's own
-  empty temporary folder;
+  secrets, ``checkpoint()``…), a scalar function in :data:`REFUSED_FUNCTIONS`
+  (``current_setting``…) or names a file as a table; the directories DuckDB would reveal are
+  pointed at the session's own empty temporary folder;
 - a result is streamed and refused once it passes ``sql.max_result_mb``;
 - :func:`run_sql` with ``isolated=True`` (what ``lakehouse sql`` does) runs the query in a
   separate process under an address-space limit (``sql.process_memory_mb``) that is killed at
   the time limit, for the few DuckDB functions that neither the memory limit nor an interrupt
   can stop (``repeat('x', 1e9)`` allocates outside the buffer manager and ignores interrupts).
 
-A session reads each table at its published version (``Lakehouse.published_dataset``) unless
-``latest=True`` (the pipeline's checks) or pinned ``versions`` are given, and holds a reader lease
-on the versions it opened until it closes (:mod:`lakehouse.readers`).
+A table with a Parquet copy of the version opened (:mod:`lakehouse.mirror`) is read from that
+copy, the one folder ``allowed_directories`` leaves readable. A session reads each table at its
+published version (``Lakehouse.published_dataset``) unless ``latest=True`` (the pipeline's
+checks) or pinned ``versions`` are given, and holds a reader lease on the versions it opened
+until it closes (:mod:`lakehouse.readers`).
 """
 
 from __future__ import annotations
