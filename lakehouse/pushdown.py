@@ -97,9 +97,9 @@ def pushed(
         yield None
         return
     target.extra_filter = plan.expression()
-    if TABLE in session.mirrored:
-        session.read_from(TABLE, copy=False)  # the index answers this query, not the copy
     try:
+        if TABLE in session.mirrored:
+            session.read_from(TABLE, copy=False)  # the index answers this query, not the copy
         yield plan
     finally:
         target.extra_filter = None
