@@ -24,14 +24,19 @@ extension, which the locked session does not load), and ``sql.mirror = false`` t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
-import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from lakehouse.output import TMP_PREFIX, write_atomic
 
 if TYPE_CHECKING:
     import lance
+    import pyarrow as pa
+    from lance.fragment import LanceFragment
 
     from lakehouse.store import Lakehouse
 
@@ -82,12 +87,10 @@ def publish(lh: Lakehouse, versions: dict[str, int]) -> dict[str, int]:
 
 def write(lh: Lakehouse, table: str, ds: lance.LanceDataset) -> int:
     """Write the copy of ``table`` at the version ``ds`` is at; returns the new files."""
-    import pyarrow.parquet as pq
-
     base = folder(lh, table)
-    manifest = os.path.join(base, f"v{ds.version}.json")
-    if os.path.isfile(manifest) and parts(lh, table, ds.version) is not None:
+    if parts(lh, table, ds.version) is not None:
         return 0
+    manifest = os.path.join(base, f"v{ds.version}.json")
     os.makedirs(base, exist_ok=True)
     schema_key = ds.schema.to_string(show_field_metadata=False, show_schema_metadata=False)
     names, written = [], 0
@@ -100,18 +103,11 @@ def write(lh: Lakehouse, table: str, ds: lance.LanceDataset) -> int:
         path = os.path.join(base, name)
         if os.path.isfile(path):
             continue
-        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-        try:
-            with pq.ParquetWriter(tmp, ds.schema) as writer:
-                for batch in fragment.to_batches(batch_size=ROW_GROUP):
-                    writer.write_batch(batch)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_atomic(path, functools.partial(_write_fragment, fragment=fragment, schema=ds.schema))
         written += 1
     if names:  # an empty table is read from Lance (DuckDB cannot read an empty file list)
-        _write_json(manifest, {"table": table, "version": ds.version, "parts": names})
+        listing = json.dumps({"table": table, "version": ds.version, "parts": names})
+        write_atomic(manifest, lambda tmp: Path(tmp).write_text(listing))
     return written
 
 
@@ -142,14 +138,15 @@ def prune(lh: Lakehouse) -> int:
             os.unlink(path)
             deleted += 1
         for entry in os.listdir(base):
-            if entry.endswith((".parquet", ".tmp")) and entry not in listed:
+            if (entry.endswith(".parquet") or entry.startswith(TMP_PREFIX)) and entry not in listed:
                 os.unlink(os.path.join(base, entry))
                 deleted += 1
     return deleted
 
 
-def _write_json(path: str, data: dict) -> None:
-    tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
+def _write_fragment(tmp: str, *, fragment: LanceFragment, schema: pa.Schema) -> None:
+    import pyarrow.parquet as pq
+
+    with pq.ParquetWriter(tmp, schema) as writer:
+        for batch in fragment.to_batches(batch_size=ROW_GROUP):
+            writer.write_batch(batch)

@@ -91,12 +91,15 @@ def to_text_table(table: pa.Table, max_rows: int = 200) -> str:
     return "\n".join(out) + "\n"
 
 
+TMP_PREFIX = ".tmp-"  # the name of a file write_atomic has not renamed into place yet
+
+
 def write_atomic(path: str, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)`` then rename into place, so readers never see a partial file."""
     folder = os.path.dirname(os.path.abspath(path)) or "."
     if not os.path.isdir(folder):
         raise InputError(f"Folder {folder} does not exist; create it or choose another --out.")
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=folder)
     os.close(fd)
     try:
         write(tmp)

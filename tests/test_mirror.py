@@ -154,7 +154,9 @@ def test_cleanup_keeps_exactly_the_copies_of_the_versions_it_keeps(published):
     after = mirror.parts(lh, "clips", lh.published_version("clips"))
     assert after is not None and set(after) < set(before)  # s2's file went with its version
     assert copy_files(lh) == {os.path.basename(p) for p in after}
-    assert not [e for e in os.listdir(mirror.folder(lh, "clips")) if e.endswith(".tmp")]
+    assert not [
+        e for e in os.listdir(mirror.folder(lh, "clips")) if e.startswith(mirror.TMP_PREFIX)
+    ]
     assert lh.sql("select count(*) as n from clips").to_pylist() == [{"n": 1200 - 3}]
 
 
