@@ -10,9 +10,11 @@ The column mapping (which column holds the video, the span, the captions) is doc
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import os
+import re
 import tomllib
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -187,14 +189,13 @@ def detect_format(path: str, mapping: ColumnMapping) -> str | None:
 
 def read_records(path: str, fmt: str) -> Iterator[Record | q.Issue]:
     """Yield the file's rows as :class:`Record` or, for a bad row, a quarantine issue. JSONL
-    and CSV files are read line by line (any size); a JSON document is parsed whole."""
+    and CSV files are read line by line, a JSON document one array item at a time (any size)."""
     if fmt in ("jsonl", "humannet"):
         with open(path, "rb") as handle:
             yield from _read_jsonl(path, handle)
     elif fmt == "json":
         with open(path, "rb") as handle:
-            data = handle.read()
-        yield from _read_json(path, data)
+            yield from _read_json(path, handle)
     else:
         # undecodable bytes become surrogates, which the reader turns into row issues
         with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as text:
@@ -232,27 +233,188 @@ def _read_jsonl(path: str, lines: Iterable[bytes]) -> Iterator[Record | q.Issue]
         yield Record(number, value)
 
 
-def _read_json(path: str, data: bytes) -> Iterator[Record | q.Issue]:
+def _read_json(path: str, handle: IO[bytes]) -> Iterator[Record | q.Issue]:
+    """Stream a JSON document: a top-level array of objects, an object whose first list-valued
+    member holds them (``{"version": 1, "clips": [...]}``), or one object, which is one record.
+    Items before a syntax error are still yielded; the error is then one file-level issue."""
+    text = _JsonText(handle)
     try:
-        value = json.loads(data.decode("utf-8-sig"))
+        first = text.skip_space()
+        if first == "[":
+            items = text.array_items()
+        elif first == "{":
+            items = _object_items(text)
+        else:
+            text.value()  # raises for an empty file or bad JSON; a bare scalar holds no records
+            if text.skip_space():
+                raise text.error("Extra data")
+            yield _issue(path, q.BAD_ROW, "file is JSON but not an array or object")
+            return
+        for index, item in enumerate(items, start=1):
+            yield _json_item(path, index, item)
+        if text.skip_space():
+            raise text.error("Extra data")
     except UnicodeDecodeError as exc:
         yield _issue(path, q.BAD_UTF8, f"file is not valid UTF-8 ({exc.reason})")
-        return
     except json.JSONDecodeError as exc:
-        yield _issue(path, q.BAD_JSON, f"file is not valid JSON ({exc.msg} at line {exc.lineno})")
-        return
+        line = text.line_of(exc.pos)
+        yield _issue(path, q.BAD_JSON, f"file is not valid JSON ({exc.msg} at line {line})")
     except RecursionError:
         yield _issue(path, q.BAD_JSON, "file is JSON nested too deeply to read")
-        return
-    if isinstance(value, dict):
-        value = next((v for v in value.values() if isinstance(v, list)), [value])
-    for index, item in enumerate(value, start=1):
-        if isinstance(item, dict) and _holds_surrogates(item):
-            yield _issue(path, q.BAD_UTF8, f"item {index} holds a lone surrogate escape")
-        elif isinstance(item, dict):
-            yield Record(index, item)
-        else:
-            yield _issue(path, q.BAD_ROW, f"item {index} is not an object")
+
+
+def _json_item(path: str, index: int, item: Any) -> Record | q.Issue:
+    if not isinstance(item, dict):
+        return _issue(path, q.BAD_ROW, f"item {index} is not an object")
+    if _holds_surrogates(item):
+        return _issue(path, q.BAD_UTF8, f"item {index} holds a lone surrogate escape")
+    return Record(index, item)
+
+
+def _object_items(text: _JsonText) -> Iterator[Any]:
+    """The items of the object's first list-valued member, or the whole object if it has none.
+    Members before that list are kept only until it starts; later members are parsed and
+    dropped (so a syntax error there is still reported)."""
+    text.pos += 1  # "{"
+    members: dict[str, Any] = {}
+    found = False
+    if text.skip_space() != "}":
+        while True:
+            key = text.key()
+            if text.skip_space() == "[":
+                if found:
+                    for _ in text.array_items():
+                        pass
+                else:
+                    found = True
+                    members.clear()
+                    yield from text.array_items()
+            else:
+                value = text.value()
+                if not found:
+                    members[key] = value
+            char = text.skip_space()
+            if char == "}":
+                break
+            if char != ",":
+                raise text.error("Expecting ',' delimiter")
+            text.pos += 1
+            text.skip_space()
+    text.pos += 1  # "}"
+    if not found:
+        yield members
+
+
+# Bytes read at a time; tests make it tiny so that items straddle the chunk boundaries.
+JSON_CHUNK_BYTES = 1 << 20
+# How far before the end of the text a failed parse may be caused by the cut rather than by the
+# JSON: raw_decode reports a cut literal ("-Infinit") at its start, 8 characters back.
+_CUT_SLACK = 16
+_DECODER = json.JSONDecoder()
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+class _JsonText:
+    """A window on a JSON file's text: the unconsumed rest of the chunks read so far.
+
+    Text before ``pos`` is dropped when the next chunk is read, so memory holds about one chunk
+    plus the item being parsed. Bad UTF-8 is raised (as :class:`UnicodeDecodeError`) only once
+    the text before it has been parsed."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.decoder = codecs.getincrementaldecoder("utf-8-sig")()
+        self.buf = ""
+        self.pos = 0
+        self.lines_dropped = 0  # newlines in the text already dropped, for error line numbers
+        self.ended = False
+        self.bad_utf8: UnicodeDecodeError | None = None
+
+    def more(self) -> bool:
+        """Append the next chunk; False once the file has ended. An item longer than a chunk
+        makes the next read as long as what is held, so re-parsing it stays linear."""
+        if self.bad_utf8 is not None:
+            raise self.bad_utf8
+        if self.ended:
+            return False
+        data = self.handle.read(max(JSON_CHUNK_BYTES, len(self.buf) - self.pos))
+        try:
+            new = self.decoder.decode(data, final=not data)
+        except UnicodeDecodeError as exc:
+            new = exc.object[: exc.start].decode("utf-8")  # the text before the bad bytes
+            self.bad_utf8 = exc
+        if not data:
+            self.ended = True
+            if self.bad_utf8 is not None:
+                raise self.bad_utf8
+            return False
+        self.lines_dropped += self.buf.count("\n", 0, self.pos)
+        self.buf = self.buf[self.pos :] + new
+        self.pos = 0
+        return True
+
+    def skip_space(self) -> str:
+        """Move past whitespace; the next character, or "" at the end of the file."""
+        while True:
+            match = _SPACE.match(self.buf, self.pos)
+            assert match is not None  # the pattern matches the empty string
+            self.pos = match.end()
+            if self.pos < len(self.buf):
+                return self.buf[self.pos]
+            if not self.more():
+                return ""
+
+    def value(self) -> Any:
+        """Parse the JSON value at ``pos``, reading more while it may be cut by the chunk's end."""
+        while True:
+            try:
+                value, end = _DECODER.raw_decode(self.buf, self.pos)
+            except json.JSONDecodeError as exc:
+                cut = exc.pos + _CUT_SLACK >= len(self.buf) or exc.msg.startswith("Unterminated")
+                if cut and self.more():
+                    continue
+                raise
+            # "12" cut after "1" parses; a number near the end may go on in the next chunk
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if number and end + _CUT_SLACK >= len(self.buf) and self.more():
+                continue
+            self.pos = end
+            return value
+
+    def key(self) -> str:
+        """Parse an object member's name and the colon after it."""
+        if self.skip_space() != '"':
+            raise self.error("Expecting property name enclosed in double quotes")
+        name: str = self.value()
+        if self.skip_space() != ":":
+            raise self.error("Expecting ':' delimiter")
+        self.pos += 1
+        self.skip_space()
+        return name
+
+    def array_items(self) -> Iterator[Any]:
+        """The items of the array starting at ``pos``, one at a time."""
+        self.pos += 1  # "["
+        if self.skip_space() == "]":
+            self.pos += 1
+            return
+        while True:
+            yield self.value()
+            char = self.skip_space()
+            if char == "]":
+                self.pos += 1
+                return
+            if char != ",":
+                raise self.error("Expecting ',' delimiter")
+            self.pos += 1
+            self.skip_space()
+
+    def error(self, message: str) -> json.JSONDecodeError:
+        return json.JSONDecodeError(message, self.buf, self.pos)
+
+    def line_of(self, pos: int) -> int:
+        """The 1-based line in the file of position ``pos`` in the held text."""
+        return self.lines_dropped + self.buf.count("\n", 0, pos) + 1
 
 
 def _read_csv(path: str, text: IO[str], delimiter: str) -> Iterator[Record | q.Issue]:
