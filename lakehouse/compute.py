@@ -19,6 +19,7 @@ writes are the same on both backends.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -110,8 +111,10 @@ def run_on_ray(
     max_timeout_s: float | None = None,
     timeout_for: Callable[[Any], float | None] | None = None,
 ) -> Iterator[TaskOutcome]:
-    """One Ray task per item, a bounded number in flight, outcomes in completion order."""
-    queue = list(tasks)
+    """One Ray task per item, a bounded number in flight, outcomes in completion order. Items
+    are drawn from ``tasks`` as slots free up, so a caller may stream them."""
+    upcoming = iter(tasks)
+    queue = list(itertools.islice(upcoming, 1))
     if not queue:
         return
     ray = ensure_ray(config)
@@ -121,13 +124,17 @@ def run_on_ray(
         num_cpus=config.compute.ray_cpus_per_task, max_retries=0, retry_exceptions=False
     )
     limit = config.compute.max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
-    queue.reverse()  # pop() from the end keeps submission order
     running: dict[Any, tuple[Any, float, float]] = {}  # ref -> key, start, its time limit
-    while queue or running:
-        while queue and len(running) < limit:
+    while True:
+        while len(running) < limit:
+            queue.extend(itertools.islice(upcoming, 1 - len(queue)))
+            if not queue:
+                break
             key, payload = queue.pop()
             allowed = task_limit(payload, timeout_s, max_timeout_s, timeout_for)
             running[remote.remote(func_ref, payload)] = (key, time.monotonic(), allowed)
+        if not running:
+            break
         deadline = min(started + allowed for _, started, allowed in running.values())
         ready, _ = ray.wait(
             list(running), num_returns=1, timeout=max(0.0, deadline - time.monotonic())

@@ -366,30 +366,65 @@ class Lakehouse:
         order_by: Sequence[str],
         filter: str | None = None,
         batch_rows: int = 20_000,
+        memory_mb: int | None = None,
     ) -> Iterator[pa.RecordBatch]:
-        """Stream a table's rows sorted by ``order_by``, in batches of ``batch_rows``: the sort
-        runs in DuckDB under ``ingest.sort_memory_mb`` and spills to a temporary folder past
-        it, so a table of any size is sorted in bounded memory."""
+        """Stream a table's rows sorted by ``order_by``, in batches of ``batch_rows``
+        (:meth:`stream_query`: the sort spills to disk, so a table of any size is sorted in
+        bounded memory)."""
+        order = ", ".join(f'"{c}"' for c in order_by)
+        yield from self.stream_query(
+            f"SELECT * FROM rows_to_sort ORDER BY {order}",
+            {"rows_to_sort": (name, columns, filter)},
+            batch_rows=batch_rows,
+            memory_mb=memory_mb,
+        )
+
+    def stream_query(
+        self,
+        query: str,
+        scans: Mapping[str, tuple[str, Sequence[str], str | None]],
+        *,
+        params: Sequence[Any] | None = None,
+        batch_rows: int = 20_000,
+        memory_mb: int | None = None,
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream the result of a DuckDB ``query`` over Lance scans, in batches of
+        ``batch_rows``, in bounded memory: the query runs under ``memory_mb`` (default
+        ``ingest.sort_memory_mb``; a stage that holds several streams open splits it) and
+        its sorts, joins and aggregates spill to a temporary folder past it. ``scans`` maps
+        each name the query reads to ``(table, columns, filter)``: a streaming scan of the
+        table's latest version (an empty one where the table does not exist yet), which the
+        query may read once. A stage plans its work with it (what to compute, what is stale)
+        without holding a source's rows as Python objects; the plan's inputs are read before
+        its first row comes back where the query sorts, so the stage may write the same tables
+        while it iterates."""
         import tempfile
 
         import duckdb
+        import pyarrow as pa
 
-        ds = self.dataset(name)
-        if ds is None:
-            return
-        reader = ds.scanner(columns=list(columns), filter=filter, **BOUNDED_SCAN).to_reader()
+        readers = {}
+        for alias, (table, columns, flt) in scans.items():
+            ds = self.dataset(table)
+            if ds is None:
+                empty = self.schema(table).empty_table().select(list(columns))
+                readers[alias] = pa.RecordBatchReader.from_batches(empty.schema, [])
+            else:
+                readers[alias] = ds.scanner(
+                    columns=list(columns), filter=flt, **BOUNDED_SCAN
+                ).to_reader()
         with tempfile.TemporaryDirectory(prefix="lakehouse-sort-") as spill:
             con = duckdb.connect(
                 config={
-                    "memory_limit": f"{self.config.ingest.sort_memory_mb}MB",
+                    "memory_limit": f"{memory_mb or self.config.ingest.sort_memory_mb}MB",
                     "temp_directory": spill,
                     "threads": str(max(1, self.config.sql.threads)),
                 }
             )
             try:
-                con.register("rows_to_sort", reader)
-                order = ", ".join(f'"{c}"' for c in order_by)
-                result = con.sql(f"SELECT * FROM rows_to_sort ORDER BY {order}")
+                for alias, reader in readers.items():
+                    con.register(alias, reader)
+                result = con.execute(query, params) if params else con.sql(query)
                 yield from result.to_arrow_reader(batch_rows)
             finally:
                 con.close()

@@ -13,6 +13,7 @@ supervisor grants at most ``max_timeout_s``.
 from __future__ import annotations
 
 import importlib
+import itertools
 import math
 import os
 import subprocess
@@ -196,15 +197,19 @@ def run_supervised(
     ``max_timeout_s`` (None: no ceiling here, the task's own request is the limit).
     """
     ceiling = math.inf if max_timeout_s is None else max(timeout_s, max_timeout_s)
-    queue = deque(enumerate(tasks))
+    # tasks are drawn as workers free up, so a caller may stream them (a stage's plan)
+    upcoming = enumerate(tasks)
+    queue = deque(itertools.islice(upcoming, max(1, workers)))
     if not queue:
         return
     n = max(1, min(workers, len(queue)))
     threads = max(1, (os.cpu_count() or 1) // n)
     pool = [_Worker(func_ref, memory_mb, threads) for _ in range(n)]
     try:
-        while queue or any(w.task for w in pool):
+        while True:
             for w in pool:
+                if w.task is None and not queue:
+                    queue.extend(itertools.islice(upcoming, 1))
                 if w.task is None and queue:
                     task_id, (key, payload) = queue.popleft()
                     w.task = _Task(task_id, key, time.monotonic(), timeout_s)
@@ -213,6 +218,8 @@ def run_supervised(
                     except OSError:
                         pass  # the worker died; noticed below as a crash
             busy = [w for w in pool if w.task]
+            if not busy:
+                break
             next_deadline = min(w.task.started + w.task.limit_s for w in busy)
             ready = wait(
                 [w.inbox for w in busy], timeout=max(0.0, next_deadline - time.monotonic())

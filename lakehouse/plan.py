@@ -1,0 +1,93 @@
+"""Streaming plans for the per-clip stages: what to compute, what to refresh and what is stale,
+worked out from sorted streams of the tables (:meth:`Lakehouse.read_sorted` and
+:meth:`Lakehouse.stream_query`, whose sorts spill to disk) instead of whole-source reads.
+
+A stage reads each input sorted by clip, joins them clip by clip (:func:`merge`), and writes the
+clips to compute into a :class:`Spool` on disk while it learns how many there are; it then works
+through the spool chunk by chunk. Memory holds one batch per stream and one chunk, whatever the
+size of the source.
+"""
+
+from __future__ import annotations
+
+import pickle
+import tempfile
+from collections.abc import Iterable, Iterator
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+def groups(batches: Iterable[pa.RecordBatch], key: str = "clip_id") -> Iterator[tuple[Any, list]]:
+    """``(key, rows)`` for each run of consecutive rows with the same ``key`` (batches sorted by
+    it, so each key comes once)."""
+    current: Any = None
+    rows: list[dict[str, Any]] = []
+    for batch in batches:
+        for row in batch.to_pylist():
+            if rows and row[key] != current:
+                yield current, rows
+                rows = []
+            current = row[key]
+            rows.append(row)
+    if rows:
+        yield current, rows
+
+
+def merge(*streams: Iterable[tuple[Any, Any]]) -> Iterator[tuple[Any, list[Any]]]:
+    """Join streams of ``(key, value)``, each sorted by a unique key: every key of any stream,
+    with the value of each stream (None where a stream lacks the key)."""
+    iterators = [iter(s) for s in streams]
+    heads = [next(it, None) for it in iterators]
+    while any(h is not None for h in heads):
+        key = min(h[0] for h in heads if h is not None)
+        values = []
+        for i, head in enumerate(heads):
+            if head is not None and head[0] == key:
+                values.append(head[1])
+                heads[i] = next(iterators[i], None)
+            else:
+                values.append(None)
+        yield key, values
+
+
+class Spool:
+    """Items appended to a temporary file (pickled in chunks), read back in chunks: the work
+    list of a stage, which can be longer than memory allows."""
+
+    def __init__(self, chunk: int) -> None:
+        self.chunk = chunk
+        self.count = 0
+        self._file: IO[bytes] = tempfile.TemporaryFile(prefix="lakehouse-plan-")  # noqa: SIM115 (closed by close())
+        self._pending: list[Any] = []
+
+    def add(self, item: Any) -> None:
+        self._pending.append(item)
+        self.count += 1
+        if len(self._pending) >= self.chunk:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            pickle.dump(self._pending, self._file, protocol=pickle.HIGHEST_PROTOCOL)
+            self._pending = []
+
+    def chunks(self) -> Iterator[list[Any]]:
+        """The items in order, in lists of ``chunk`` (the last may be shorter)."""
+        self._flush()
+        self._file.seek(0)
+        while True:
+            try:
+                yield pickle.load(self._file)
+            except EOFError:
+                return
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
