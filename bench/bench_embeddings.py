@@ -83,7 +83,7 @@ def ingest(config: Config, folder: Path, name: str, annotations: list[Path], tit
     lh = Lakehouse(config)
     source = register_source(lh, folder, name=name, annotations=[str(a) for a in annotations])
     run_stages(lh, source, embed=False)
-    meta = embeddings.clip_metadata(lh, source, probed_only=True)
+    meta = dict(embeddings.clip_metadata(lh, source, probed_only=True))
     rows = lh.read("keyframes", columns=["clip_id", "idx", "jpeg"], filter=source.scope).to_pylist()
     rows = sorted((r for r in rows if r["clip_id"] in meta), key=lambda r: (r["clip_id"], r["idx"]))
     clips = len({r["clip_id"] for r in rows})
@@ -218,16 +218,14 @@ def phase_timer() -> Iterator[dict[str, float]]:
         patched.append((owner, attr, original))
         setattr(owner, attr, timed)
 
-    wrap(embeddings, "clip_metadata", "read clips + annotations (clip_metadata)")
     wrap(ClipModel, "encode_texts", "text probe for the vector size")
     wrap(ClipModel, "encode_images", "model forward (encode_images)")
     wrap(embeddings, "_read_keyframes", "read keyframe JPEGs (_read_keyframes)")
     wrap(embeddings, "_preprocess", "[prefetch thread] decode + preprocess a batch")
     wrap(embeddings, "_clip_rows", "pool + build rows (_clip_rows)")
     wrap(Lakehouse, "upsert", "upsert clip_embeddings")
-    wrap(embeddings, "_refresh_metadata", "refresh metadata of old rows")
     wrap(Lakehouse, "count", "count rows for the result")
-    wrap(Lakehouse, "read", "other table reads (keyframe ids, existing vectors)")
+    wrap(Lakehouse, "read", "other table reads")
     try:
         yield totals
     finally:

@@ -16,7 +16,6 @@ import datetime as dt
 import functools
 import hashlib
 import io
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -24,8 +23,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from lakehouse import schemas
 from lakehouse.errors import ConfigError
 from lakehouse.models import ClipModel, TextModel, load_clip, load_text, resolve_clip, resolve_text
+from lakehouse.plan import Spool, groups, merge
 from lakehouse.stage import Progress, StageResult, no_progress
-from lakehouse.store import WriteResult, in_list, sql_literal
+from lakehouse.store import SYNC_DELETE_KEYS, WriteResult, in_list, sql_literal
 
 if TYPE_CHECKING:
     from lakehouse.config import ModelSettings
@@ -35,8 +35,13 @@ if TYPE_CHECKING:
 CLIP_TABLE = "clip_embeddings"
 TEXT_TABLE = "text_embeddings"
 CHUNK_CLIPS = 256
+CHUNK_TEXTS = 4096
+UPDATE_ROWS = 10_000
+# rows per batch of a plan stream (a batch becomes Python dicts at once)
+PLAN_ROWS = 2_000
 T = TypeVar("T")
 R = TypeVar("R")
+_META_NAMES = list(schemas.SEARCH_METADATA_NAMES)
 
 
 def model_key(model_id: str) -> str:
@@ -55,26 +60,58 @@ def prefetch(items: Iterable[T], work: Callable[[T], R], depth: int = 2) -> Iter
             yield future.result()
 
 
-def clip_metadata(lh: Lakehouse, source: Source, *, probed_only: bool) -> dict[str, dict[str, Any]]:
-    """The search metadata of each clip of ``source`` (first short caption of its annotations)."""
+def _stream_mb(lh: Lakehouse, streams: int) -> int:
+    """Each of a stage's open sorted streams gets its share of ``ingest.sort_memory_mb``."""
+    return max(64, lh.config.ingest.sort_memory_mb // streams)
+
+
+# The search metadata of each clip: its columns of ``clips`` and the first short caption of its
+# annotations (in file and line order), sorted by clip
+_META_QUERY = """
+SELECT c.*, a.short_caption
+FROM clips c LEFT JOIN (
+    SELECT clip_id, arg_min(short_caption, (annotation_source, line_number)) AS short_caption
+    FROM annotations GROUP BY clip_id
+) a USING (clip_id)
+ORDER BY c.clip_id
+"""
+
+
+def clip_metadata(
+    lh: Lakehouse, source: Source, *, probed_only: bool, memory_mb: int | None = None
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(clip_id, search metadata)`` for each clip of ``source``, sorted by clip id, streamed."""
     flt = source.scope + (" AND probe_status = 'ok'" if probed_only else "")
     names = [n for n in schemas.SEARCH_METADATA_NAMES if n != "short_caption"]
-    clips = lh.read("clips", columns=["clip_id", *names], filter=flt).to_pylist()
-    captions: dict[str, str] = {}
-    anns = lh.read(
-        "annotations",
-        columns=["clip_id", "short_caption", "annotation_source", "line_number"],
-        filter=source.scope,
-    ).to_pylist()
-    for ann in sorted(anns, key=lambda a: (a["annotation_source"], a["line_number"])):
-        if ann["short_caption"] is not None:
-            captions.setdefault(ann["clip_id"], ann["short_caption"])
-    out = {}
-    for clip in clips:
-        meta = {name: clip.get(name) for name in schemas.SEARCH_METADATA_NAMES}
-        meta["short_caption"] = captions.get(clip["clip_id"])
-        out[clip["clip_id"]] = meta
-    return out
+    scans = {
+        "clips": ("clips", ["clip_id", *names], flt),
+        "annotations": (
+            "annotations",
+            ["clip_id", "short_caption", "annotation_source", "line_number"],
+            f"{source.scope} AND short_caption IS NOT NULL",
+        ),
+    }
+    for batch in lh.stream_query(_META_QUERY, scans, batch_rows=PLAN_ROWS, memory_mb=memory_mb):
+        for row in batch.to_pylist():
+            yield row["clip_id"], {name: row[name] for name in schemas.SEARCH_METADATA_NAMES}
+
+
+def _existing(
+    lh: Lakehouse, table: str, columns: list[str], scope: str, memory_mb: int
+) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A vector table's rows of ``scope``, grouped by clip, sorted by clip id."""
+    if not lh.exists(table):
+        return iter(())
+    return groups(
+        lh.read_sorted(
+            table,
+            columns=columns,
+            order_by=["clip_id", "embedding_id"],
+            filter=scope,
+            batch_rows=PLAN_ROWS,
+            memory_mb=memory_mb,
+        )
+    )
 
 
 def _skipped(table: str, source: Source, lh: Lakehouse, message: str) -> StageResult:
@@ -100,27 +137,50 @@ def _check_dim(lh: Lakehouse, table: str, dim: int, model_id: str) -> None:
         )
 
 
-def _refresh_metadata(
-    lh: Lakehouse,
-    table: str,
-    existing: list[dict[str, Any]],
-    meta_of: Callable[[dict[str, Any]], dict[str, Any] | None],
-) -> int:
-    """Rewrite only the metadata columns of rows whose clip metadata changed."""
-    import pyarrow as pa
+class _Updates:
+    """The old rows a plan finds: metadata to rewrite (only those columns) and stale rows to
+    delete, written in bounded batches as the plan goes."""
 
-    changed = []
-    for row in existing:
-        meta = meta_of(row)
-        if meta is not None and any(row.get(k) != v for k, v in meta.items()):
-            changed.append({"embedding_id": row["embedding_id"], **meta})
-    if not changed:
-        return 0
-    schema = lh.schema(table)
-    names = ["embedding_id", *schemas.SEARCH_METADATA_NAMES]
-    data = pa.Table.from_pylist(changed, schema=pa.schema([schema.field(n) for n in names]))
-    lh.dataset(table).merge_insert("embedding_id").when_matched_update_all().execute(data)
-    return len(changed)
+    def __init__(self, lh: Lakehouse, table: str) -> None:
+        self.lh, self.table = lh, table
+        self.updated = self.deleted = 0
+        self._changed: list[dict[str, Any]] = []
+        self._stale: list[str] = []
+
+    def refresh(self, row: dict[str, Any], meta: dict[str, Any]) -> None:
+        if any(row.get(k) != v for k, v in meta.items()):
+            self._changed.append({"embedding_id": row["embedding_id"], **meta})
+            if len(self._changed) >= UPDATE_ROWS:
+                self._write_changed()
+
+    def stale(self, embedding_ids: Iterable[str]) -> None:
+        self._stale.extend(embedding_ids)
+        if len(self._stale) >= SYNC_DELETE_KEYS:
+            self._delete_stale()
+
+    def flush(self) -> None:
+        self._write_changed()
+        self._delete_stale()
+
+    def _write_changed(self) -> None:
+        import pyarrow as pa
+
+        if not self._changed:
+            return
+        schema = self.lh.schema(self.table)
+        names = ["embedding_id", *schemas.SEARCH_METADATA_NAMES]
+        data = pa.Table.from_pylist(
+            self._changed, schema=pa.schema([schema.field(n) for n in names])
+        )
+        ds = self.lh.dataset(self.table)
+        ds.merge_insert("embedding_id").when_matched_update_all().execute(data)
+        self.updated += len(self._changed)
+        self._changed = []
+
+    def _delete_stale(self) -> None:
+        if self._stale:
+            self.deleted += self.lh.delete(self.table, in_list("embedding_id", self._stale))
+            self._stale = []
 
 
 def embed_clips(
@@ -131,7 +191,12 @@ def embed_clips(
     progress: Progress = no_progress,
     model: ClipModel | None = None,
 ) -> StageResult:
-    """CLIP-embed the keyframes of every clip of ``source`` that lacks a vector for the model."""
+    """CLIP-embed the keyframes of every clip of ``source`` that lacks a vector for the model.
+
+    The plan streams (:mod:`lakehouse.plan`): the clips' metadata, their keyframe ids and the
+    model's existing rows arrive sorted by clip and are joined clip by clip. Changed metadata
+    and stale rows are written as the plan goes; the clips to embed go to a spool on disk,
+    which is then embedded chunk by chunk."""
 
     settings = lh.config.models
     resolved = model.resolved if model else resolve_clip(settings)
@@ -142,67 +207,81 @@ def embed_clips(
         resolved = model.resolved
     model_id = resolved.model_id
     key = model_key(model_id)
-    meta = clip_metadata(lh, source, probed_only=True)
-    frames: dict[str, list[str]] = defaultdict(list)
-    for row in sorted(
-        lh.read(
-            "keyframes", columns=["keyframe_id", "clip_id", "idx"], filter=source.scope
-        ).to_pylist(),
-        key=lambda r: (r["clip_id"], r["idx"]),
-    ):
-        if row["clip_id"] in meta:
-            frames[row["clip_id"]].append(row["keyframe_id"])
-    existing = lh.read(
-        CLIP_TABLE,
-        columns=["embedding_id", "clip_id", "keyframe_ids", *schemas.SEARCH_METADATA_NAMES],
-        filter=f"{source.scope} AND model_id = {sql_literal(model_id)}",
-    ).to_pylist()
-    have = {r["clip_id"]: r for r in existing}
-    todo = [c for c, ids in frames.items() if have.get(c, {}).get("keyframe_ids") != ids]
-    stale = [r["embedding_id"] for r in existing if r["clip_id"] not in frames]
-    inserted = 0
-    if todo:
-        model = model or load_clip(settings, resolved)
-        dim = model.encode_texts(["probe"]).shape[1]
-        _check_dim(lh, CLIP_TABLE, dim, model_id)
-        schema = schemas.clip_embeddings_schema(dim)
-        chunks = [todo[i : i + CHUNK_CLIPS] for i in range(0, len(todo), CHUNK_CLIPS)]
-        done = 0
-        progress(0, len(todo), f"embedding {len(todo)} clip(s) with {model_id}")
-        encoded = (
-            _encode_on_cluster(lh, chunks, frames)
-            if lh.config.compute.backend != "local"
-            else _encode_here(lh, chunks, frames, model)
+    scope = f"{source.scope} AND model_id = {sql_literal(model_id)}"
+    mb = _stream_mb(lh, 3)
+    frames = (
+        (clip_id, [r["keyframe_id"] for r in rows])
+        for clip_id, rows in groups(
+            lh.read_sorted(
+                "keyframes",
+                columns=["clip_id", "idx", "keyframe_id"],
+                order_by=["clip_id", "idx"],
+                filter=source.scope,
+                batch_rows=PLAN_ROWS,
+                memory_mb=mb,
+            )
         )
-        for chunk, ids, vectors in encoded:
-            rows = _clip_rows(chunk, frames, ids, vectors, meta, model_id, key, run_id)
-            inserted += lh.upsert(CLIP_TABLE, rows, schema=schema).inserted
-            done += len(chunk)
-            progress(done, len(todo), f"{done}/{len(todo)} clips embedded")
-    fresh = set(todo)
-    updated = _refresh_metadata(
-        lh,
-        CLIP_TABLE,
-        [r for r in existing if r["clip_id"] not in fresh],
-        lambda r: meta.get(r["clip_id"]),
     )
-    deleted = lh.delete(CLIP_TABLE, in_list("embedding_id", stale)) if stale else 0
+    existing = _existing(
+        lh, CLIP_TABLE, ["embedding_id", "clip_id", "keyframe_ids", *_META_NAMES], scope, mb
+    )
+    updates = _Updates(lh, CLIP_TABLE)
+    with_frames = inserted = 0
+    with Spool(CHUNK_CLIPS) as todo:
+        metadata = clip_metadata(lh, source, probed_only=True, memory_mb=mb)
+        for clip_id, (meta, ids, old) in merge(metadata, frames, existing):
+            rows = old or []
+            if meta is None or not ids:
+                updates.stale(r["embedding_id"] for r in rows)
+                continue
+            with_frames += 1
+            if not rows or rows[0]["keyframe_ids"] != ids:
+                todo.add((clip_id, meta, ids))
+            else:
+                updates.refresh(rows[0], meta)
+        updates.flush()
+        if todo.count:
+            model = model or load_clip(settings, resolved)
+            dim = model.encode_texts(["probe"]).shape[1]
+            _check_dim(lh, CLIP_TABLE, dim, model_id)
+            schema = schemas.clip_embeddings_schema(dim)
+            done = 0
+            progress(0, todo.count, f"embedding {todo.count} clip(s) with {model_id}")
+            encoded = (
+                _encode_on_cluster(lh, todo.chunks())
+                if lh.config.compute.backend != "local"
+                else _encode_here(lh, todo.chunks(), model)
+            )
+            for chunk, ids, vectors in encoded:
+                rows = _clip_rows(chunk, ids, vectors, model_id, key, run_id)
+                inserted += lh.upsert(CLIP_TABLE, rows, schema=schema).inserted
+                done += len(chunk)
+                progress(done, todo.count, f"{done}/{todo.count} clips embedded")
+        embedded = todo.count
     ds = lh.dataset(CLIP_TABLE)
     return StageResult(
         CLIP_TABLE,
         source.name,
         CLIP_TABLE,
-        WriteResult(CLIP_TABLE, inserted, updated, deleted, ds.version if ds is not None else None),
-        rows=lh.count(CLIP_TABLE, f"{source.scope} AND model_id = {sql_literal(model_id)}")
-        if ds is not None
-        else 0,
-        details={"model_id": model_id, "embedded": len(todo), "clips_with_keyframes": len(frames)},
+        WriteResult(
+            CLIP_TABLE,
+            inserted,
+            updates.updated,
+            updates.deleted,
+            ds.version if ds is not None else None,
+        ),
+        rows=lh.count(CLIP_TABLE, scope) if ds is not None else 0,
+        details={"model_id": model_id, "embedded": embedded, "clips_with_keyframes": with_frames},
     )
 
 
+# A chunk of the plan: (clip_id, search metadata, keyframe ids in order) per clip
+PlanChunk = list[tuple[str, dict[str, Any], list[str]]]
+
+
 def _encode_here(
-    lh: Lakehouse, chunks: list[list[str]], frames: dict[str, list[str]], model: ClipModel
-) -> Iterator[tuple[list[str], list[str], Any]]:
+    lh: Lakehouse, chunks: Iterable[PlanChunk], model: ClipModel
+) -> Iterator[tuple[PlanChunk, list[str], Any]]:
     """``(chunk, keyframe ids, vectors)`` per chunk, encoded in this process. The JPEGs are
     decoded and preprocessed in a thread, batch by batch, so the model starts on the first batch
     (not after a whole chunk). The thread works ahead of the model (two batches) where that
@@ -218,50 +297,48 @@ def _encode_here(
     spare_cores = torch.get_num_threads() < (os.cpu_count() or 1)
     ahead = 2 if model.device != "cpu" or spare_cores else 0
 
-    def batches() -> Iterator[tuple[int, list[str], list[bytes], bool]]:
-        for n, chunk in enumerate(chunks):
-            ids, jpegs = _read_keyframes(lh, chunk, frames)
+    def batches() -> Iterator[tuple[PlanChunk, list[str], list[bytes], bool]]:
+        for chunk in chunks:
+            ids, jpegs = _read_keyframes(lh, chunk)
             starts = list(range(0, len(ids), batch)) or [0]  # a chunk without keyframes too
             for i in starts:
-                yield n, ids[i : i + batch], jpegs[i : i + batch], i == starts[-1]
+                yield chunk, ids[i : i + batch], jpegs[i : i + batch], i == starts[-1]
 
-    def decode(item: tuple[int, list[str], list[bytes], bool]) -> tuple[int, list[str], Any, bool]:
-        n, ids, jpegs, last = item
-        return n, ids, _preprocess(model, jpegs), last
+    def decode(
+        item: tuple[PlanChunk, list[str], list[bytes], bool],
+    ) -> tuple[PlanChunk, list[str], Any, bool]:
+        chunk, ids, jpegs, last = item
+        return chunk, ids, _preprocess(model, jpegs), last
 
     ids_so_far: list[str] = []
     parts: list[Any] = []
-    for n, ids, tensors, last in prefetch(batches(), decode, depth=ahead):
+    for chunk, ids, tensors, last in prefetch(batches(), decode, depth=ahead):
         if ids:
             parts.append(model.encode_images(tensors))
             ids_so_far += ids
         if last:
             vectors = np.concatenate(parts) if parts else np.empty((0, 0), np.float32)
-            yield chunks[n], ids_so_far, vectors
+            yield chunk, ids_so_far, vectors
             ids_so_far, parts = [], []
 
 
 def _encode_on_cluster(
-    lh: Lakehouse, chunks: list[list[str]], frames: dict[str, list[str]]
-) -> Iterator[tuple[list[str], list[str], Any]]:
+    lh: Lakehouse, chunks: Iterable[PlanChunk]
+) -> Iterator[tuple[PlanChunk, list[str], Any]]:
     """The same, one task per chunk on the configured compute backend (``lakehouse.compute``):
-    this process reads the JPEGs and writes the rows, the tasks only decode and encode."""
+    this process reads the JPEGs and writes the rows, the tasks only decode and encode. Chunks
+    are read as the backend has room for another task."""
     from lakehouse.compute import run_tasks
     from lakehouse.errors import PipelineError
 
     settings = dataclasses.asdict(lh.config.models)
+    submitted: dict[int, PlanChunk] = {}
 
     def tasks() -> Iterator[tuple[int, dict[str, Any]]]:
         for n, chunk in enumerate(chunks):
-            wanted = [k for c in chunk for k in frames[c]]
-            table = lh.read(
-                "keyframes", columns=["keyframe_id", "jpeg"], filter=in_list("keyframe_id", wanted)
-            )
-            jpegs = dict(
-                zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True)
-            )
-            items = [(k, jpegs[k]) for k in wanted if k in jpegs]
-            yield n, {"models": settings, "keyframes": items}
+            ids, jpegs = _read_keyframes(lh, chunk)
+            submitted[n] = chunk
+            yield n, {"models": settings, "keyframes": list(zip(ids, jpegs, strict=True))}
 
     for outcome in run_tasks(
         lh.config, "lakehouse.embeddings:encode_keyframes", tasks(), timeout_s=3600.0
@@ -269,7 +346,7 @@ def _encode_on_cluster(
         if not outcome.ok:
             raise PipelineError(f"CLIP embedding task failed: {outcome.message}")
         ids, vectors = outcome.value
-        yield chunks[outcome.key], ids, vectors
+        yield submitted.pop(outcome.key), ids, vectors
 
 
 def encode_keyframes(payload: dict[str, Any]) -> tuple[list[str], Any]:
@@ -302,11 +379,9 @@ def _worker_clip(settings: ModelSettings) -> ClipModel:
     return load_clip(settings)
 
 
-def _read_keyframes(
-    lh: Lakehouse, chunk: list[str], frames: dict[str, list[str]]
-) -> tuple[list[str], list[bytes]]:
+def _read_keyframes(lh: Lakehouse, chunk: PlanChunk) -> tuple[list[str], list[bytes]]:
     """The keyframe ids of a chunk of clips, in clip order, and their JPEG bytes (one read)."""
-    wanted = [k for c in chunk for k in frames[c]]
+    wanted = [k for _, _, ids in chunk for k in ids]
     table = lh.read(
         "keyframes", columns=["keyframe_id", "jpeg"], filter=in_list("keyframe_id", wanted)
     )
@@ -327,11 +402,9 @@ def _preprocess(model: ClipModel, jpegs: list[bytes]) -> Any:
 
 
 def _clip_rows(
-    chunk: list[str],
-    frames: dict[str, list[str]],
+    chunk: PlanChunk,
     ids: list[str],
     vectors: Any,
-    meta: dict[str, dict[str, Any]],
     model_id: str,
     key: str,
     run_id: str,
@@ -341,8 +414,8 @@ def _clip_rows(
     index = {k: i for i, k in enumerate(ids)}
     now = dt.datetime.now(dt.UTC)
     rows = []
-    for clip_id in chunk:
-        kf_ids = [k for k in frames[clip_id] if k in index]
+    for clip_id, meta, frames in chunk:
+        kf_ids = [k for k in frames if k in index]
         if not kf_ids:
             continue
         kf_vectors = vectors[[index[k] for k in kf_ids]]
@@ -356,7 +429,7 @@ def _clip_rows(
                 "vector": pooled.astype(np.float32),
                 "keyframe_ids": kf_ids,
                 "keyframe_vectors": list(kf_vectors.astype(np.float32)),
-                **meta[clip_id],
+                **meta,
                 "embedded_at": now,
                 "run_id": run_id,
             }
@@ -364,23 +437,35 @@ def _clip_rows(
     return rows
 
 
+def caption_stream(
+    lh: Lakehouse, source: Source, fields: Iterable[str], memory_mb: int | None = None
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """``(clip_id, {field: text})`` sorted by clip id: the first non-empty value of each field
+    over the clip's annotations (in file and line order), stripped; streamed."""
+    fields = list(fields)
+    rows = lh.read_sorted(
+        "annotations",
+        columns=["clip_id", "annotation_source", "line_number", *fields],
+        order_by=["clip_id", "annotation_source", "line_number"],
+        filter=source.scope,
+        batch_rows=PLAN_ROWS,
+        memory_mb=memory_mb,
+    )
+    for clip_id, anns in groups(rows):
+        texts: dict[str, str] = {}
+        for ann in anns:
+            for name in fields:
+                value = ann.get(name)
+                if name not in texts and isinstance(value, str) and value.strip():
+                    texts[name] = value.strip()
+        yield clip_id, texts
+
+
 def caption_texts(
     lh: Lakehouse, source: Source, fields: Iterable[str]
 ) -> dict[tuple[str, str], str]:
-    """``(clip_id, field) -> text``: the first non-empty value of each field over annotations."""
-    fields = list(fields)
-    anns = lh.read(
-        "annotations",
-        columns=["clip_id", "annotation_source", "line_number", *fields],
-        filter=source.scope,
-    ).to_pylist()
-    texts: dict[tuple[str, str], str] = {}
-    for ann in sorted(anns, key=lambda a: (a["annotation_source"], a["line_number"])):
-        for name in fields:
-            value = ann.get(name)
-            if isinstance(value, str) and value.strip():
-                texts.setdefault((ann["clip_id"], name), value.strip())
-    return texts
+    """``(clip_id, field) -> text`` (:func:`caption_stream`, in memory)."""
+    return {(c, f): t for c, texts in caption_stream(lh, source, fields) for f, t in texts.items()}
 
 
 def embed_captions(
@@ -391,7 +476,8 @@ def embed_captions(
     progress: Progress = no_progress,
     model: TextModel | None = None,
 ) -> StageResult:
-    """Embed each caption field of each clip of ``source`` with the configured text model."""
+    """Embed each caption field of each clip of ``source`` with the configured text model.
+    The plan streams as :func:`embed_clips`' does; texts are embedded in chunks."""
     settings = lh.config.models
     resolved = model.resolved if model else resolve_text(settings)
     if not resolved.available:
@@ -401,67 +487,79 @@ def embed_captions(
         resolved = model.resolved
     model_id = resolved.model_id
     key = model_key(model_id)
-    meta = clip_metadata(lh, source, probed_only=False)
-    texts = {
-        k: v for k, v in caption_texts(lh, source, settings.text_fields).items() if k[0] in meta
-    }
-    wanted = {
-        f"{clip_id}:{name}:{key}": (clip_id, name, text, _text_hash(text))
-        for (clip_id, name), text in texts.items()
-    }
-    existing = lh.read(
-        TEXT_TABLE,
-        columns=["embedding_id", "clip_id", "text_hash", *schemas.SEARCH_METADATA_NAMES],
-        filter=f"{source.scope} AND model_id = {sql_literal(model_id)}",
-    ).to_pylist()
-    have = {r["embedding_id"]: r for r in existing}
-    todo = [eid for eid, item in wanted.items() if have.get(eid, {}).get("text_hash") != item[3]]
-    stale = [eid for eid in have if eid not in wanted]
-    inserted = 0
-    if todo:
-        model = model or load_text(settings, resolved)
-        progress(0, len(todo), f"embedding {len(todo)} caption(s) with {model_id}")
-        vectors = model.encode(
-            [wanted[e][2] for e in todo], batch_size=max(settings.batch_size, 64)
-        )
-        _check_dim(lh, TEXT_TABLE, vectors.shape[1], model_id)
-        now = dt.datetime.now(dt.UTC)
-        rows = [
-            {
-                "embedding_id": eid,
-                "clip_id": wanted[eid][0],
-                "field": wanted[eid][1],
-                "text": wanted[eid][2],
-                "text_hash": wanted[eid][3],
-                "model_id": model_id,
-                "vector": vector,
-                **meta[wanted[eid][0]],
-                "embedded_at": now,
-                "run_id": run_id,
-            }
-            for eid, vector in zip(todo, vectors, strict=True)
-        ]
-        schema = schemas.text_embeddings_schema(vectors.shape[1])
-        inserted = lh.upsert(TEXT_TABLE, rows, schema=schema).inserted
-        progress(len(todo), len(todo), f"{len(todo)} captions embedded")
-    fresh = set(todo)
-    updated = _refresh_metadata(
-        lh,
-        TEXT_TABLE,
-        [r for r in existing if r["embedding_id"] not in fresh],
-        lambda r: meta.get(r["clip_id"]),
+    scope = f"{source.scope} AND model_id = {sql_literal(model_id)}"
+    mb = _stream_mb(lh, 3)
+    existing = _existing(
+        lh, TEXT_TABLE, ["embedding_id", "clip_id", "text_hash", *_META_NAMES], scope, mb
     )
-    deleted = lh.delete(TEXT_TABLE, in_list("embedding_id", stale)) if stale else 0
+    updates = _Updates(lh, TEXT_TABLE)
+    inserted = 0
+    with Spool(CHUNK_TEXTS) as todo:
+        metadata = clip_metadata(lh, source, probed_only=False, memory_mb=mb)
+        captions = caption_stream(lh, source, settings.text_fields, memory_mb=mb)
+        for clip_id, (meta, texts, old) in merge(metadata, captions, existing):
+            have = {r["embedding_id"]: r for r in old or []}
+            wanted = (
+                {}
+                if meta is None
+                else {
+                    f"{clip_id}:{name}:{key}": (name, text) for name, text in (texts or {}).items()
+                }
+            )
+            for eid, (name, text) in wanted.items():
+                digest = _text_hash(text)
+                if eid in have and have[eid]["text_hash"] == digest:
+                    updates.refresh(have[eid], meta)
+                else:
+                    todo.add((eid, clip_id, name, text, digest, meta))
+            updates.stale(eid for eid in have if eid not in wanted)
+        updates.flush()
+        if todo.count:
+            model = model or load_text(settings, resolved)
+            progress(0, todo.count, f"embedding {todo.count} caption(s) with {model_id}")
+            done = 0
+            for chunk in todo.chunks():
+                vectors = model.encode(
+                    [item[3] for item in chunk], batch_size=max(settings.batch_size, 64)
+                )
+                _check_dim(lh, TEXT_TABLE, vectors.shape[1], model_id)
+                now = dt.datetime.now(dt.UTC)
+                rows = [
+                    {
+                        "embedding_id": eid,
+                        "clip_id": clip_id,
+                        "field": name,
+                        "text": text,
+                        "text_hash": digest,
+                        "model_id": model_id,
+                        "vector": vector,
+                        **meta,
+                        "embedded_at": now,
+                        "run_id": run_id,
+                    }
+                    for (eid, clip_id, name, text, digest, meta), vector in zip(
+                        chunk, vectors, strict=True
+                    )
+                ]
+                schema = schemas.text_embeddings_schema(vectors.shape[1])
+                inserted += lh.upsert(TEXT_TABLE, rows, schema=schema).inserted
+                done += len(chunk)
+                progress(done, todo.count, f"{done}/{todo.count} captions embedded")
+        embedded = todo.count
     ds = lh.dataset(TEXT_TABLE)
     return StageResult(
         TEXT_TABLE,
         source.name,
         TEXT_TABLE,
-        WriteResult(TEXT_TABLE, inserted, updated, deleted, ds.version if ds is not None else None),
-        rows=lh.count(TEXT_TABLE, f"{source.scope} AND model_id = {sql_literal(model_id)}")
-        if ds is not None
-        else 0,
-        details={"model_id": model_id, "embedded": len(todo), "fields": list(settings.text_fields)},
+        WriteResult(
+            TEXT_TABLE,
+            inserted,
+            updates.updated,
+            updates.deleted,
+            ds.version if ds is not None else None,
+        ),
+        rows=lh.count(TEXT_TABLE, scope) if ds is not None else 0,
+        details={"model_id": model_id, "embedded": embedded, "fields": list(settings.text_fields)},
     )
 
 

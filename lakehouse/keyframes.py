@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import bisect
 import io
+import itertools
 import math
-from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from lakehouse import quarantine as q
 from lakehouse.compute import run_tasks
 from lakehouse.stage import Progress, StageResult, no_progress, record_issues
-from lakehouse.store import WriteResult, in_list
+from lakehouse.store import SYNC_DELETE_KEYS, WriteResult, in_list, sql_literal
 
 # Failures of the worker process rather than of the file keep their own reason codes.
 _WORKER_CODES = {
@@ -29,6 +30,8 @@ _WORKER_CODES = {
 }
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from lakehouse.config import KeyframeSettings
     from lakehouse.sources import Source
     from lakehouse.store import Lakehouse
@@ -134,38 +137,32 @@ def _thumbnail(frame: Any, payload: dict[str, Any]) -> tuple[bytes, int, int]:
 def extract_keyframes(
     lh: Lakehouse, source: Source, *, run_id: str, progress: Progress = no_progress
 ) -> StageResult:
-    """Extract keyframes for the clips of ``source`` that lack them (under current settings)."""
+    """Extract keyframes for the clips of ``source`` that lack them (under current settings).
+
+    The plan streams: the clips to sample come from one DuckDB query over the tables, sorted by
+    video (:meth:`Lakehouse.stream_query`, which spills to disk), and a video's task is built
+    when a worker is free for it. Memory holds a few videos' tasks and a batch of rows, not the
+    source's clips or keyframes."""
     settings = lh.config.keyframes
     fingerprint = settings.fingerprint()
-    clips = lh.read(
-        "clips",
-        columns=["clip_id", "video_id", "start_s", "end_s"],
-        filter=f"{source.scope} AND probe_status = 'ok'",
-    ).to_pylist()
-    existing = lh.read(
-        "keyframes", columns=["keyframe_id", "clip_id", "settings"], filter=source.scope
-    ).to_pylist()
-    current = {c["clip_id"] for c in clips}
-    done = {r["clip_id"] for r in existing if r["settings"] == fingerprint}
-    stale = [
-        r["keyframe_id"]
-        for r in existing
-        if r["clip_id"] not in current or r["settings"] != fingerprint
-    ]
-    video_columns = ["video_id", "uri", "relpath", "fps", "start_time_s", "rotation"]
-    videos = {
-        v["video_id"]: v
-        for v in lh.read(
-            "videos", columns=[*video_columns, "keyframe_times_s"], filter=source.scope
-        ).to_pylist()
-    }
-    tasks = _tasks([c for c in clips if c["clip_id"] not in done], videos, settings)
-    clip_video = {c["clip_id"]: c["video_id"] for c in clips}
-    clip_start = {c["clip_id"]: c["start_s"] for c in clips}
+    probed = f"{source.scope} AND probe_status = 'ok'"
+    current = f"{source.scope} AND settings = {sql_literal(fingerprint)}"
+    plan = lh.stream_query(
+        _PLAN,
+        {
+            "clips": ("clips", ["clip_id", "video_id", "start_s", "end_s"], probed),
+            "videos": ("videos", [*_VIDEO_COLUMNS, "keyframe_times_s"], source.scope),
+            "done": ("keyframes", ["clip_id"], current),
+        },
+        batch_rows=FLUSH_ROWS,
+    )
+    first = next(plan, None)
+    total = first.column("videos")[0].as_py() if first is not None and first.num_rows else 0
     issues: list[q.Issue] = []
     pending: list[dict[str, Any]] = []
     inserted = 0
-    progress(0, len(tasks), f"keyframes for {len(tasks)} video(s)")
+    progress(0, total, f"keyframes for {total} video(s)")
+    tasks = _tasks(itertools.chain([first] if first is not None else [], plan), settings)
     outcomes = run_tasks(
         lh.config,
         "lakehouse.keyframes:extract_video_keyframes",
@@ -174,23 +171,20 @@ def extract_keyframes(
         memory_mb=lh.config.ingest.worker_memory_mb,
     )
     for n, outcome in enumerate(outcomes, start=1):
-        video_id, clip_ids = outcome.key
-        progress(n, len(tasks), videos[video_id]["relpath"])
+        video_id, relpath, uri, starts = outcome.key
+        progress(n, total, relpath)
         if not outcome.ok:
             code = _WORKER_CODES.get(outcome.error_code, q.DECODE_ERROR)
-            for clip_id in clip_ids:
-                issues.append(
-                    q.Issue("keyframes", videos[video_id]["uri"], code, outcome.message, clip_id)
-                )
+            issues += [q.Issue("keyframes", uri, code, outcome.message, c) for c in starts]
             continue
         for row in outcome.value:
             pending.append(
                 {
                     **row,
                     "keyframe_id": f"{row['clip_id']}:{fingerprint}:{row['idx']}",
-                    "video_id": clip_video[row["clip_id"]],
+                    "video_id": video_id,
                     "source": source.name,
-                    "clip_time_s": round(row["time_s"] - clip_start[row["clip_id"]], 6),
+                    "clip_time_s": round(row["time_s"] - starts[row["clip_id"]], 6),
                     "settings": fingerprint,
                     "run_id": run_id,
                 }
@@ -200,7 +194,7 @@ def extract_keyframes(
             pending = []
     write = lh.upsert("keyframes", pending, update=False)
     inserted += write.inserted
-    deleted = lh.delete("keyframes", in_list("keyframe_id", stale)) if stale else 0
+    deleted = _delete_stale(lh, source, fingerprint, probed)
     count, reasons = record_issues(lh, source, ("keyframes",), issues, run_id)
     return StageResult(
         "keyframes",
@@ -210,40 +204,80 @@ def extract_keyframes(
         rows=lh.count("keyframes", source.scope),
         quarantined=count,
         reasons=reasons,
-        details={"videos_decoded": len(tasks), "settings": fingerprint},
+        details={"videos_decoded": total, "settings": fingerprint},
     )
 
 
+_VIDEO_COLUMNS = ["video_id", "uri", "relpath", "fps", "start_time_s", "rotation"]
+# The clips of the source's videos that have no keyframes under the current settings, with
+# their video, sorted by video (one task per video); ``videos`` counts the tasks.
+_PLAN = f"""
+SELECT c.clip_id, c.start_s, c.end_s, {", ".join(f"v.{n}" for n in _VIDEO_COLUMNS)},
+       v.keyframe_times_s, count(DISTINCT c.video_id) OVER () AS videos
+FROM clips c JOIN videos v ON v.video_id = c.video_id
+WHERE c.end_s IS NOT NULL AND NOT EXISTS (SELECT 1 FROM done d WHERE d.clip_id = c.clip_id)
+ORDER BY v.video_id, c.clip_id
+"""
+
+
+def _delete_stale(lh: Lakehouse, source: Source, fingerprint: str, probed: str) -> int:
+    """Delete the source's keyframes made under other settings (one predicate) and those of
+    clips that are gone or no longer probed (by clip id, streamed in bounded batches)."""
+    if not lh.exists("keyframes"):
+        return 0
+    other = f"{source.scope} AND settings != {sql_literal(fingerprint)}"
+    deleted = lh.delete("keyframes", other) if lh.count("keyframes", other) else 0
+    gone = lh.stream_query(
+        "SELECT DISTINCT k.clip_id FROM kept k "
+        "WHERE NOT EXISTS (SELECT 1 FROM clips c WHERE c.clip_id = k.clip_id)",
+        {"kept": ("keyframes", ["clip_id"], source.scope), "clips": ("clips", ["clip_id"], probed)},
+        batch_rows=SYNC_DELETE_KEYS,
+    )
+    for batch in gone:
+        ids = batch.column("clip_id").to_pylist()
+        deleted += lh.delete("keyframes", f"{source.scope} AND {in_list('clip_id', ids)}")
+    return deleted
+
+
 def _tasks(
-    clips: list[dict[str, Any]], videos: dict[str, dict[str, Any]], settings: KeyframeSettings
-) -> list[tuple[tuple[str, list[str]], dict[str, Any]]]:
-    by_video: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    plan: Iterable[pa.RecordBatch], settings: KeyframeSettings
+) -> Iterator[tuple[tuple[str, str, str, dict[str, float]], dict[str, Any]]]:
+    """One task per video of the plan (its rows arrive together, sorted by video)."""
+    video: dict[str, Any] | None = None
+    clips: list[dict[str, Any]] = []
+    for batch in plan:
+        for row in batch.to_pylist():
+            if video is not None and row["video_id"] != video["video_id"]:
+                yield _task(video, clips, settings)
+                clips = []
+            video = row
+            clips.append(row)
+    if video is not None:
+        yield _task(video, clips, settings)
+
+
+def _task(
+    video: dict[str, Any], clips: list[dict[str, Any]], settings: KeyframeSettings
+) -> tuple[tuple[str, str, str, dict[str, float]], dict[str, Any]]:
+    fps = video["fps"] or 30.0
+    targets = []
     for clip in clips:
-        if clip["video_id"] in videos and clip["end_s"] is not None:
-            by_video[clip["video_id"]].append(clip)
-    tasks = []
-    for video_id, vclips in sorted(by_video.items()):
-        video = videos[video_id]
-        fps = video["fps"] or 30.0
-        targets = []
-        for clip in vclips:
-            # keep samples inside the clip's last frame
-            end = max(clip["start_s"], clip["end_s"] - 1.0 / fps)
-            times = sample_times(
-                clip["start_s"], end + 1.0 / fps, settings.interval_s, settings.max_per_clip
-            )
-            targets.extend((clip["clip_id"], i, min(t, end)) for i, t in enumerate(times))
-        payload = {
-            "path": video["uri"],
-            "fps": video["fps"],
-            "start_time_s": video.get("start_time_s") or 0.0,
-            "rotation": video.get("rotation") or 0,
-            "keyframe_times_s": list(video.get("keyframe_times_s") or []),
-            "targets": targets,
-            "seek_overhead_s": settings.seek_overhead_frames / fps,
-            "short_side": settings.short_side,
-            "jpeg_quality": settings.jpeg_quality,
-        }
-        key = (video_id, [c["clip_id"] for c in vclips])
-        tasks.append((key, payload))
-    return tasks
+        # keep samples inside the clip's last frame
+        end = max(clip["start_s"], clip["end_s"] - 1.0 / fps)
+        times = sample_times(
+            clip["start_s"], end + 1.0 / fps, settings.interval_s, settings.max_per_clip
+        )
+        targets.extend((clip["clip_id"], i, min(t, end)) for i, t in enumerate(times))
+    payload = {
+        "path": video["uri"],
+        "fps": video["fps"],
+        "start_time_s": video.get("start_time_s") or 0.0,
+        "rotation": video.get("rotation") or 0,
+        "keyframe_times_s": list(video.get("keyframe_times_s") or []),
+        "targets": targets,
+        "seek_overhead_s": settings.seek_overhead_frames / fps,
+        "short_side": settings.short_side,
+        "jpeg_quality": settings.jpeg_quality,
+    }
+    starts = {c["clip_id"]: c["start_s"] for c in clips}
+    return (video["video_id"], video["relpath"], video["uri"], starts), payload
