@@ -31,8 +31,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from lakehouse.detectors import FrameAnalyzer, FrameResult, box_area, frame_motion
 from lakehouse.embeddings import model_key
 from lakehouse.errors import ConfigError, ModelUnavailableError
+from lakehouse.plan import Spool, groups, merge
 from lakehouse.stage import Progress, StageResult, no_progress
-from lakehouse.store import WriteResult, in_list, sql_literal
+from lakehouse.store import SYNC_DELETE_KEYS, WriteResult, in_list, sql_literal
 from lakehouse.workers import run_supervised
 
 if TYPE_CHECKING:
@@ -45,6 +46,9 @@ if TYPE_CHECKING:
 TABLE = "signals"
 FRAMES_TABLE = "signal_frames"
 CHUNK_CLIPS = 32
+# clips the plan hands to the analysis at a time (one worker pool each), rows per plan batch
+PLAN_CHUNK = 2_000
+PLAN_ROWS = 2_000
 PRIVACY_STATUSES = ("clear", "faces_visible", "blurred", "needs_review")
 # The ranges every ``signals`` row is held to by the range checks (null values pass: a clip with
 # one analysed frame has no motion). Fractions, areas, grey levels and the grey difference lie in
@@ -103,99 +107,70 @@ def compute_signals(
         )
     key = model_key(model_id)
     fingerprint = settings.fingerprint()
-    clips = {
-        c["clip_id"]: c
-        for c in lh.read(
-            "clips",
-            columns=["clip_id", "video_id", "source"],
-            filter=f"{source.scope} AND probe_status = 'ok'",
-        ).to_pylist()
-    }
-    frames: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in lh.read(
-        "keyframes", columns=["keyframe_id", "clip_id", "idx", "time_s"], filter=source.scope
-    ).to_pylist():
-        if row["clip_id"] in clips:
-            frames[row["clip_id"]].append(row)
-    for rows in frames.values():
-        rows.sort(key=lambda r: r["idx"])
     scope = f"{source.scope} AND model_id = {sql_literal(model_id)}"
-    existing = lh.read(
-        TABLE, columns=["signal_id", "clip_id", "keyframe_ids", "settings"], filter=scope
-    ).to_pylist()
-    have = {r["clip_id"]: r for r in existing}
-    todo = [
-        c
-        for c in sorted(frames)
-        if (old := have.get(c)) is None
-        or old["keyframe_ids"] != [f["keyframe_id"] for f in frames[c]]
-        or old["settings"] != fingerprint
-    ]
-    stale = [r["clip_id"] for r in existing if r["clip_id"] not in frames]
-    inserted = updated = 0
+    mb = max(64, lh.config.ingest.sort_memory_mb // 3)
+
+    def sorted_groups(table: str, columns: list[str], order: list[str], flt: str) -> Iterator:
+        if not lh.exists(table):
+            return iter(())
+        rows = lh.read_sorted(
+            table, columns=columns, order_by=order, filter=flt, batch_rows=PLAN_ROWS, memory_mb=mb
+        )
+        return groups(rows)
+
+    clips = sorted_groups(
+        "clips",
+        ["clip_id", "video_id", "source"],
+        ["clip_id"],
+        f"{source.scope} AND probe_status = 'ok'",
+    )
+    keyframes = sorted_groups(
+        "keyframes", ["clip_id", "idx", "keyframe_id", "time_s"], ["clip_id", "idx"], source.scope
+    )
+    existing = sorted_groups(
+        TABLE, ["clip_id", "signal_id", "keyframe_ids", "settings"], ["clip_id"], scope
+    )
+    inserted = updated = deleted = with_frames = 0
     fallbacks: list[str] = []
     failed: dict[str, str] = {}  # clip_id -> why; retried on the next run
-    if todo:
-        own = analyzer is None
-        analyzer = analyzer or FrameAnalyzer(settings)
-        try:
-            progress(0, len(todo), f"signals for {len(todo)} clip(s) with {model_id}")
-            redo = [c for c in todo if c in have]
-            if redo:  # their frame rows may have other indexes now
-                lh.delete(
-                    FRAMES_TABLE,
-                    f"model_id = {sql_literal(model_id)} AND " + in_list("clip_id", redo),
-                )
-            rows: list[dict[str, Any]] = []
-            frame_rows: list[dict[str, Any]] = []
-            done = 0
-            # frames arrive per group of clips, decoded in a background thread (video frames
-            # in the worker processes) while the detectors work on the previous group
-            for group in background(frame_groups(lh, todo, frames, fallbacks)):
-                for clip_id, images in group.items():
-                    done += 1
-                    try:
-                        analysed = [
-                            (f, analyzer.analyze(images[f["keyframe_id"]][0]))
-                            for f in frames[clip_id]
-                            if f["keyframe_id"] in images
-                        ]
-                    except Exception as exc:  # one bad frame costs its clip, not the batch
-                        failed[clip_id] = f"{type(exc).__name__}: {exc}"[:300]
-                        continue
-                    if not analysed:
-                        failed[clip_id] = "no frame of the clip could be read"
-                        continue
-                    meta = {**clips[clip_id], "model_id": model_id, "run_id": run_id}
-                    rows.append(
-                        summarize(analysed, settings)
-                        | meta
-                        | {
-                            "signal_id": f"{clip_id}:{key}",
-                            "settings": fingerprint,
-                            "frame_source": images[analysed[0][0]["keyframe_id"]][1],
-                            "keyframe_ids": [f["keyframe_id"] for f in frames[clip_id]],
-                            "computed_at": dt.datetime.now(dt.UTC),
-                        }
-                    )
-                    frame_rows += [frame_row(f, r, meta, key) for f, r in analysed]
-                if len(rows) >= CHUNK_CLIPS or done == len(todo):
-                    write = lh.upsert(TABLE, rows)
+    stale: list[str] = []
+
+    def delete_stale() -> None:
+        nonlocal deleted
+        if stale:
+            deleted += lh.delete(TABLE, f"{scope} AND {in_list('clip_id', stale)}")
+            lh.delete(FRAMES_TABLE, f"{scope} AND {in_list('clip_id', stale)}")
+            stale.clear()
+
+    with Spool(PLAN_CHUNK) as todo:
+        for clip_id, (clip, frames, old) in merge(clips, keyframes, existing):
+            if clip is None or frames is None:
+                if old is not None:
+                    stale.append(clip_id)
+                    if len(stale) >= SYNC_DELETE_KEYS:
+                        delete_stale()
+                continue
+            with_frames += 1
+            ids = [f["keyframe_id"] for f in frames]
+            if old is None or old[0]["keyframe_ids"] != ids or old[0]["settings"] != fingerprint:
+                meta = {k: clip[0][k] for k in ("clip_id", "video_id", "source")}
+                todo.add((clip_id, meta, frames, old is not None))
+        delete_stale()
+        if todo.count:
+            own = analyzer is None
+            analyzer = analyzer or FrameAnalyzer(settings)
+            try:
+                progress(0, todo.count, f"signals for {todo.count} clip(s) with {model_id}")
+                done = 0
+                for chunk in todo.chunks():
+                    write = _analyse(lh, chunk, analyzer, model_id, key, run_id, fallbacks, failed)
                     inserted, updated = inserted + write.inserted, updated + write.updated
-                    lh.upsert(FRAMES_TABLE, frame_rows)
-                    rows, frame_rows = [], []
-                progress(done, len(todo), f"{done}/{len(todo)} clips analysed")
-            if rows:
-                write = lh.upsert(TABLE, rows)
-                inserted, updated = inserted + write.inserted, updated + write.updated
-                lh.upsert(FRAMES_TABLE, frame_rows)
-        finally:
-            if own:
-                analyzer.close()
-    deleted = 0
-    if stale:
-        deleted = lh.delete(TABLE, f"{scope} AND {in_list('clip_id', stale)}")
-        lh.delete(FRAMES_TABLE, f"{scope} AND {in_list('clip_id', stale)}")
+                    done += len(chunk)
+                    progress(done, todo.count, f"{done}/{todo.count} clips analysed")
+            finally:
+                if own:
+                    analyzer.close()
+        analysed = todo.count
     ds = lh.dataset(TABLE)
     return StageResult(
         TABLE,
@@ -205,14 +180,82 @@ def compute_signals(
         rows=lh.count(TABLE, scope) if ds is not None else 0,
         details={
             "model_id": model_id,
-            "analysed": len(todo),
-            "clips_with_keyframes": len(frames),
+            "analysed": analysed,
+            "clips_with_keyframes": with_frames,
             "frame_source": settings.frame_source,
             "fell_back_to_keyframes": len(set(fallbacks)),
             "failed": len(failed),
             **({"failures": dict(sorted(failed.items())[:20])} if failed else {}),
         },
     )
+
+
+def _analyse(
+    lh: Lakehouse,
+    chunk: list[tuple[str, dict[str, Any], list[dict[str, Any]], bool]],
+    analyzer: FrameAnalyzer,
+    model_id: str,
+    key: str,
+    run_id: str,
+    fallbacks: list[str],
+    failed: dict[str, str],
+) -> WriteResult:
+    """Analyse one chunk of the plan's clips and write their rows (in sub-chunks of
+    ``CHUNK_CLIPS``); ``fallbacks`` and ``failed`` collect what happened to clips."""
+    settings = lh.config.signals
+    fingerprint = settings.fingerprint()
+    todo = [clip_id for clip_id, _, _, _ in chunk]
+    clips = {clip_id: meta for clip_id, meta, _, _ in chunk}
+    frames = {clip_id: rows for clip_id, _, rows, _ in chunk}
+    redo = [clip_id for clip_id, _, _, again in chunk if again]
+    if redo:  # their frame rows may have other indexes now
+        lh.delete(
+            FRAMES_TABLE, f"model_id = {sql_literal(model_id)} AND " + in_list("clip_id", redo)
+        )
+    inserted = updated = 0
+    rows: list[dict[str, Any]] = []
+    frame_rows: list[dict[str, Any]] = []
+    done = 0
+    # frames arrive per group of clips, decoded in a background thread (video frames in the
+    # worker processes) while the detectors work on the previous group
+    for group in background(frame_groups(lh, todo, frames, fallbacks)):
+        for clip_id, images in group.items():
+            done += 1
+            try:
+                analysed = [
+                    (f, analyzer.analyze(images[f["keyframe_id"]][0]))
+                    for f in frames[clip_id]
+                    if f["keyframe_id"] in images
+                ]
+            except Exception as exc:  # one bad frame costs its clip, not the batch
+                failed[clip_id] = f"{type(exc).__name__}: {exc}"[:300]
+                continue
+            if not analysed:
+                failed[clip_id] = "no frame of the clip could be read"
+                continue
+            meta = {**clips[clip_id], "model_id": model_id, "run_id": run_id}
+            rows.append(
+                summarize(analysed, settings)
+                | meta
+                | {
+                    "signal_id": f"{clip_id}:{key}",
+                    "settings": fingerprint,
+                    "frame_source": images[analysed[0][0]["keyframe_id"]][1],
+                    "keyframe_ids": [f["keyframe_id"] for f in frames[clip_id]],
+                    "computed_at": dt.datetime.now(dt.UTC),
+                }
+            )
+            frame_rows += [frame_row(f, r, meta, key) for f, r in analysed]
+        if len(rows) >= CHUNK_CLIPS or done == len(todo):
+            write = lh.upsert(TABLE, rows)
+            inserted, updated = inserted + write.inserted, updated + write.updated
+            lh.upsert(FRAMES_TABLE, frame_rows)
+            rows, frame_rows = [], []
+    if rows:
+        write = lh.upsert(TABLE, rows)
+        inserted, updated = inserted + write.inserted, updated + write.updated
+        lh.upsert(FRAMES_TABLE, frame_rows)
+    return WriteResult(TABLE, inserted, updated)
 
 
 def _resolve() -> str:

@@ -16,6 +16,7 @@ from lakehouse.keyframes import extract_keyframes
 from lakehouse.models import resolve_clip, resolve_text
 from lakehouse.pipeline import run_stages
 from lakehouse.plan import Spool, groups, merge
+from lakehouse.signals import compute_signals
 from lakehouse.sources import Source, register_source
 from lakehouse.store import Lakehouse, in_list
 from lakehouse.workers import run_supervised
@@ -228,6 +229,21 @@ def _synthetic_source(lh: Lakehouse, clip_model: str, text_model: str) -> None:
         },
         schemas.clip_embeddings_schema(dim),
     )
+    from lakehouse.detectors import resolve_signals_model
+
+    signals_model = resolve_signals_model()
+    key = model_key(signals_model)
+    table(
+        "signals",
+        {
+            "signal_id": pa.array([f"{c}:{key}" for c in ids]),
+            "clip_id": pa.array(ids),
+            **common,
+            "model_id": pa.array([signals_model] * n),
+            "settings": pa.array([lh.config.signals.fingerprint()] * n),
+            "keyframe_ids": pa.array([kf[2 * i : 2 * i + 2] for i in range(n)]),
+        },
+    )
     key = model_key(text_model)
     from lakehouse.embeddings import _text_hash
 
@@ -247,10 +263,10 @@ def _synthetic_source(lh: Lakehouse, clip_model: str, text_model: str) -> None:
 
 
 def test_planning_a_large_source_holds_no_per_clip_python_objects(tiny_clip_config, monkeypatch):
-    """A re-run over 60,000 up-to-date clips plans in a few MB of Python objects (7-13 MB
+    """A re-run over 60,000 up-to-date clips plans in a few MB of Python objects (6-13 MB
     measured). Reading the source's rows as dicts, as the stages did before, peaked at 84 MB
-    (keyframes), 148 MB (CLIP) and 152 MB (captions) here, with the same tracemalloc. Arrow
-    and DuckDB buffers are not Python objects; their memory is bounded by
+    (keyframes), 148 MB (CLIP), 152 MB (captions) and 102 MB (signals) here, with the same
+    tracemalloc. Arrow and DuckDB buffers are not Python objects; their memory is bounded by
     ``ingest.sort_memory_mb``, which the sorts spill past."""
     models = dataclasses.replace(tiny_clip_config.models, text_fields=("short_caption",))
     config = dataclasses.replace(tiny_clip_config, models=models)
@@ -266,13 +282,16 @@ def test_planning_a_large_source_holds_no_per_clip_python_objects(tiny_clip_conf
             ("keyframes", extract_keyframes),
             ("clip", embed_clips),
             ("text", embed_captions),
+            ("signals", compute_signals),
         ):
             tracemalloc.reset_peak()
             result = stage(lh, source, run_id="again")
             peaks[name] = tracemalloc.get_traced_memory()[1] / 2**20
             assert not result.write.changed, name
-            if name != "keyframes":
+            if name in ("clip", "text"):
                 assert result.details["embedded"] == 0, name
+            if name == "signals":
+                assert result.details["analysed"] == 0 and result.details["failed"] == 0
     finally:
         tracemalloc.stop()
     assert all(peak < 20 for peak in peaks.values()), peaks
