@@ -2,7 +2,9 @@
 
 How a query runs depends on how many rows its filter leaves (``search`` settings):
 
-- **exact**, when at most ``exact_max_rows`` rows pass, or the table has no ANN index yet: the
+- **exact**, when at most ``exact_max_rows`` rows pass, or the table has no ANN index yet, or
+  a filter makes the ANN plan probe every partition (its neighbours lie anywhere) and the
+  passing rows' vectors fit the cache: the
   passing rows' vectors (and row ids) are read once per (table version, filter) and kept in a
   memory-bounded cache (``cache_mb``), so every query under that filter is one matrix product
   over exactly those rows, and only the best ``k`` rows' columns are read — nothing is missed,
@@ -202,11 +204,9 @@ class VectorTable:
                 )
             budget = settings.cache_mb * 1024 * 1024
             exact = passing <= settings.exact_max_rows or not version.indexed
-            if exact and passing * (dim * 4 + 256) <= budget:
-                block = self._block(version, expression, budget)
-                return _top(version.ds, block, q, columns, limit), Plan(
-                    "exact", passing, version.rows
-                )
+            fits = passing * (dim * 4 + 256) <= budget
+            if exact and fits:
+                return self._exact(version, expression, budget, q, columns, limit, passing)
         near: dict[str, Any] = {"column": "vector", "q": q, "k": limit, "metric": "dot"}
         if exact:
             near["use_index"] = False
@@ -228,6 +228,12 @@ class VectorTable:
                 nprobes = max(nprobes, reach)
                 if far:
                     refine = max(refine, settings.refine_factor * FAR_REFINE_FACTOR)
+            if base < version.partitions <= nprobes and fits:
+                # the filter makes the search probe every partition, ranking the 1-bit codes of
+                # all the passing rows, which recalled 0.60 of the top 10 for a 3% filter at
+                # 10M: reading those rows' vectors once (cached per filter) misses nothing
+                with self._lock:
+                    return self._exact(version, expression, budget, q, columns, limit, passing)
             near |= {"nprobes": nprobes, "refine_factor": refine}
             if settings.query_parallelism:
                 near["query_parallelism"] = settings.query_parallelism
@@ -242,6 +248,20 @@ class VectorTable:
         for row in rows:
             row["score"] = 1.0 - row.pop("_distance")
         return rows, plan
+
+    def _exact(
+        self,
+        version: _Version,
+        expression: str | None,
+        budget: int,
+        q: np.ndarray,
+        columns: list[str],
+        limit: int,
+        passing: int,
+    ) -> tuple[list[dict[str, Any]], Plan]:
+        """The exact top ``limit`` over the passing rows' cached block (under the lock)."""
+        block = self._block(version, expression, budget)
+        return _top(version.ds, block, q, columns, limit), Plan("exact", passing, version.rows)
 
     def _spread(self, version: _Version, expression: str, passing: int) -> np.ndarray | None:
         """Expected passing rows per IVF partition under ``expression`` (cached per version and
