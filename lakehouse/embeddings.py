@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from lakehouse import schemas
 from lakehouse.errors import ConfigError
 from lakehouse.models import ClipModel, TextModel, load_clip, load_text, resolve_clip, resolve_text
-from lakehouse.plan import Spool, groups, merge
+from lakehouse.plan import PLAN_ROWS, Spool, merge, sorted_groups, stream_memory_mb
 from lakehouse.stage import Progress, StageResult, no_progress
 from lakehouse.store import SYNC_DELETE_KEYS, WriteResult, in_list, sql_literal
 
@@ -37,8 +37,6 @@ TEXT_TABLE = "text_embeddings"
 CHUNK_CLIPS = 256
 CHUNK_TEXTS = 4096
 UPDATE_ROWS = 10_000
-# rows per batch of a plan stream (a batch becomes Python dicts at once)
-PLAN_ROWS = 2_000
 T = TypeVar("T")
 R = TypeVar("R")
 _META_NAMES = list(schemas.SEARCH_METADATA_NAMES)
@@ -58,11 +56,6 @@ def prefetch(items: Iterable[T], work: Callable[[T], R], depth: int = 2) -> Iter
                 yield pending.pop(0).result()
         for future in pending:
             yield future.result()
-
-
-def _stream_mb(lh: Lakehouse, streams: int) -> int:
-    """Each of a stage's open sorted streams gets its share of ``ingest.sort_memory_mb``."""
-    return max(64, lh.config.ingest.sort_memory_mb // streams)
 
 
 # The search metadata of each clip: its columns of ``clips`` and the first short caption of its
@@ -94,24 +87,6 @@ def clip_metadata(
     for batch in lh.stream_query(_META_QUERY, scans, batch_rows=PLAN_ROWS, memory_mb=memory_mb):
         for row in batch.to_pylist():
             yield row["clip_id"], {name: row[name] for name in schemas.SEARCH_METADATA_NAMES}
-
-
-def _existing(
-    lh: Lakehouse, table: str, columns: list[str], scope: str, memory_mb: int
-) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """A vector table's rows of ``scope``, grouped by clip, sorted by clip id."""
-    if not lh.exists(table):
-        return iter(())
-    return groups(
-        lh.read_sorted(
-            table,
-            columns=columns,
-            order_by=["clip_id", "embedding_id"],
-            filter=scope,
-            batch_rows=PLAN_ROWS,
-            memory_mb=memory_mb,
-        )
-    )
 
 
 def _skipped(table: str, source: Source, lh: Lakehouse, message: str) -> StageResult:
@@ -208,22 +183,25 @@ def embed_clips(
     model_id = resolved.model_id
     key = model_key(model_id)
     scope = f"{source.scope} AND model_id = {sql_literal(model_id)}"
-    mb = _stream_mb(lh, 3)
+    mb = stream_memory_mb(lh, 3)
     frames = (
         (clip_id, [r["keyframe_id"] for r in rows])
-        for clip_id, rows in groups(
-            lh.read_sorted(
-                "keyframes",
-                columns=["clip_id", "idx", "keyframe_id"],
-                order_by=["clip_id", "idx"],
-                filter=source.scope,
-                batch_rows=PLAN_ROWS,
-                memory_mb=mb,
-            )
+        for clip_id, rows in sorted_groups(
+            lh,
+            "keyframes",
+            columns=["clip_id", "idx", "keyframe_id"],
+            order_by=["clip_id", "idx"],
+            filter=source.scope,
+            memory_mb=mb,
         )
     )
-    existing = _existing(
-        lh, CLIP_TABLE, ["embedding_id", "clip_id", "keyframe_ids", *_META_NAMES], scope, mb
+    existing = sorted_groups(
+        lh,
+        CLIP_TABLE,
+        columns=["clip_id", "embedding_id", "keyframe_ids", *_META_NAMES],
+        order_by=["clip_id", "embedding_id"],
+        filter=scope,
+        memory_mb=mb,
     )
     updates = _Updates(lh, CLIP_TABLE)
     with_frames = inserted = 0
@@ -443,15 +421,15 @@ def caption_stream(
     """``(clip_id, {field: text})`` sorted by clip id: the first non-empty value of each field
     over the clip's annotations (in file and line order), stripped; streamed."""
     fields = list(fields)
-    rows = lh.read_sorted(
+    rows = sorted_groups(
+        lh,
         "annotations",
         columns=["clip_id", "annotation_source", "line_number", *fields],
         order_by=["clip_id", "annotation_source", "line_number"],
         filter=source.scope,
-        batch_rows=PLAN_ROWS,
-        memory_mb=memory_mb,
+        memory_mb=memory_mb or stream_memory_mb(lh, 1),
     )
-    for clip_id, anns in groups(rows):
+    for clip_id, anns in rows:
         texts: dict[str, str] = {}
         for ann in anns:
             for name in fields:
@@ -488,9 +466,14 @@ def embed_captions(
     model_id = resolved.model_id
     key = model_key(model_id)
     scope = f"{source.scope} AND model_id = {sql_literal(model_id)}"
-    mb = _stream_mb(lh, 3)
-    existing = _existing(
-        lh, TEXT_TABLE, ["embedding_id", "clip_id", "text_hash", *_META_NAMES], scope, mb
+    mb = stream_memory_mb(lh, 3)
+    existing = sorted_groups(
+        lh,
+        TEXT_TABLE,
+        columns=["clip_id", "embedding_id", "text_hash", *_META_NAMES],
+        order_by=["clip_id", "embedding_id"],
+        filter=scope,
+        memory_mb=mb,
     )
     updates = _Updates(lh, TEXT_TABLE)
     inserted = 0

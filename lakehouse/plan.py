@@ -18,6 +18,11 @@ from typing import IO, TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from lakehouse.store import Lakehouse
+
+# rows per batch of a plan stream (a batch becomes Python dicts at once)
+PLAN_ROWS = 2_000
+
 
 def groups(batches: Iterable[pa.RecordBatch], key: str = "clip_id") -> Iterator[tuple[Any, list]]:
     """``(key, rows)`` for each run of consecutive rows with the same ``key`` (batches sorted by
@@ -33,6 +38,36 @@ def groups(batches: Iterable[pa.RecordBatch], key: str = "clip_id") -> Iterator[
             rows.append(row)
     if rows:
         yield current, rows
+
+
+def stream_memory_mb(lh: Lakehouse, streams: int) -> int:
+    """Each of a stage's ``streams`` open sorted streams gets its share of
+    ``ingest.sort_memory_mb`` (their sorts hold their results until read)."""
+    return max(64, lh.config.ingest.sort_memory_mb // streams)
+
+
+def sorted_groups(
+    lh: Lakehouse,
+    table: str,
+    *,
+    columns: list[str],
+    order_by: list[str],
+    filter: str,
+    memory_mb: int,
+) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
+    """The rows of ``table`` matching ``filter`` sorted by ``order_by`` and grouped by its first
+    column (:func:`groups`); nothing for a table not written yet."""
+    if not lh.exists(table):
+        return iter(())
+    rows = lh.read_sorted(
+        table,
+        columns=columns,
+        order_by=order_by,
+        filter=filter,
+        batch_rows=PLAN_ROWS,
+        memory_mb=memory_mb,
+    )
+    return groups(rows, order_by[0])
 
 
 def merge(*streams: Iterable[tuple[Any, Any]]) -> Iterator[tuple[Any, list[Any]]]:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from lakehouse.detectors import FrameAnalyzer, FrameResult, box_area, frame_motion
 from lakehouse.embeddings import model_key
 from lakehouse.errors import ConfigError, ModelUnavailableError
-from lakehouse.plan import Spool, groups, merge
+from lakehouse.plan import Spool, merge, sorted_groups, stream_memory_mb
 from lakehouse.stage import Progress, StageResult, no_progress
 from lakehouse.store import SYNC_DELETE_KEYS, WriteResult, in_list, sql_literal
 from lakehouse.workers import run_supervised
@@ -46,9 +46,8 @@ if TYPE_CHECKING:
 TABLE = "signals"
 FRAMES_TABLE = "signal_frames"
 CHUNK_CLIPS = 32
-# clips the plan hands to the analysis at a time (one worker pool each), rows per plan batch
+# clips the plan hands to the analysis at a time (one worker pool each)
 PLAN_CHUNK = 2_000
-PLAN_ROWS = 2_000
 PRIVACY_STATUSES = ("clear", "faces_visible", "blurred", "needs_review")
 # The ranges every ``signals`` row is held to by the range checks (null values pass: a clip with
 # one analysed frame has no motion). Fractions, areas, grey levels and the grey difference lie in
@@ -108,27 +107,30 @@ def compute_signals(
     key = model_key(model_id)
     fingerprint = settings.fingerprint()
     scope = f"{source.scope} AND model_id = {sql_literal(model_id)}"
-    mb = max(64, lh.config.ingest.sort_memory_mb // 3)
-
-    def sorted_groups(table: str, columns: list[str], order: list[str], flt: str) -> Iterator:
-        if not lh.exists(table):
-            return iter(())
-        rows = lh.read_sorted(
-            table, columns=columns, order_by=order, filter=flt, batch_rows=PLAN_ROWS, memory_mb=mb
-        )
-        return groups(rows)
-
+    mb = stream_memory_mb(lh, 3)
     clips = sorted_groups(
+        lh,
         "clips",
-        ["clip_id", "video_id", "source"],
-        ["clip_id"],
-        f"{source.scope} AND probe_status = 'ok'",
+        columns=["clip_id", "video_id", "source"],
+        order_by=["clip_id"],
+        filter=f"{source.scope} AND probe_status = 'ok'",
+        memory_mb=mb,
     )
     keyframes = sorted_groups(
-        "keyframes", ["clip_id", "idx", "keyframe_id", "time_s"], ["clip_id", "idx"], source.scope
+        lh,
+        "keyframes",
+        columns=["clip_id", "idx", "keyframe_id", "time_s"],
+        order_by=["clip_id", "idx"],
+        filter=source.scope,
+        memory_mb=mb,
     )
     existing = sorted_groups(
-        TABLE, ["clip_id", "signal_id", "keyframe_ids", "settings"], ["clip_id"], scope
+        lh,
+        TABLE,
+        columns=["clip_id", "signal_id", "keyframe_ids", "settings"],
+        order_by=["clip_id"],
+        filter=scope,
+        memory_mb=mb,
     )
     inserted = updated = deleted = with_frames = 0
     fallbacks: list[str] = []
