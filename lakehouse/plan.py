@@ -15,6 +15,8 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
+from lakehouse.store import SORT_MB_PER_THREAD
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -43,7 +45,7 @@ def groups(batches: Iterable[pa.RecordBatch], key: str = "clip_id") -> Iterator[
 def stream_memory_mb(lh: Lakehouse, streams: int) -> int:
     """Each of a stage's ``streams`` open sorted streams gets its share of
     ``ingest.sort_memory_mb`` (their sorts hold their results until read)."""
-    return max(64, lh.config.ingest.sort_memory_mb // streams)
+    return max(SORT_MB_PER_THREAD, lh.config.ingest.sort_memory_mb // streams)
 
 
 def sorted_groups(

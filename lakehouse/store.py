@@ -413,12 +413,17 @@ class Lakehouse:
                 readers[alias] = ds.scanner(
                     columns=list(columns), filter=flt, **BOUNDED_SCAN
                 ).to_reader()
+        limit = memory_mb or self.config.ingest.sort_memory_mb
         with tempfile.TemporaryDirectory(prefix="lakehouse-sort-") as spill:
             con = duckdb.connect(
                 config={
-                    "memory_limit": f"{memory_mb or self.config.ingest.sort_memory_mb}MB",
+                    "memory_limit": f"{limit}MB",
                     "temp_directory": spill,
-                    "threads": str(max(1, self.config.sql.threads)),
+                    # each thread of a sort needs its own working memory before it can spill
+                    # (wide rows of 3M clips failed at 81 MB a thread, passed at 128)
+                    "threads": str(
+                        max(1, min(self.config.sql.threads, limit // SORT_MB_PER_THREAD))
+                    ),
                 }
             )
             try:
@@ -831,6 +836,7 @@ SYNC_FLUSH_ROWS = 100_000
 # read-ahead (Lance's default read-ahead held ~0.9 GB of 1M annotation rows)
 BOUNDED_SCAN: dict[str, int] = {"batch_size": 16_384, "batch_readahead": 2, "fragment_readahead": 1}
 SYNC_DELETE_KEYS = 10_000
+SORT_MB_PER_THREAD = 128
 
 
 def _row_hashes(data: pa.Table | pa.RecordBatch, key: str) -> Any:
