@@ -6,12 +6,17 @@ coverage, quarantine counts) live here too, so the asset checks stay wiring. Eac
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lakehouse import schemas
+from lakehouse.store import sql_literal
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from lakehouse.sources import Source
     from lakehouse.sql import Session
     from lakehouse.store import Lakehouse
 
@@ -65,6 +70,24 @@ def unique_keys(session: Session, table: str) -> CheckOutcome:
     )
 
 
+def _norms(batches: Iterable[pa.RecordBatch]) -> tuple[int, int, int]:
+    """``(vectors, not finite or not unit norm, width)`` over the ``vector`` column of the
+    batches, one batch in memory at a time (a null vector counts as bad)."""
+    import numpy as np
+
+    checked = bad = width = 0
+    for batch in batches:
+        column = batch.column("vector")
+        width = column.type.list_size
+        values = column.drop_null().flatten().to_numpy(zero_copy_only=False)
+        matrix = values.reshape(-1, width).astype(np.float64)
+        norms = np.sqrt((matrix * matrix).sum(axis=1))
+        checked += batch.num_rows
+        bad += column.null_count
+        bad += int(np.sum(~np.isfinite(norms) | (np.abs(norms - 1.0) > NORM_TOLERANCE)))
+    return checked, bad, width
+
+
 def unit_vectors(
     lh: Lakehouse, table: str, version: int, since_version: int | None = None
 ) -> CheckOutcome:
@@ -72,8 +95,6 @@ def unit_vectors(
     ``version`` is finite and of unit norm. Rows written since are exactly the rows of fragments
     the older version does not have (an update rewrites its rows into new fragments), so a
     publication reads only what changed."""
-    import numpy as np
-
     ds = lh.dataset(table, version=version)
     seen = set()
     if since_version is not None:
@@ -81,19 +102,95 @@ def unit_vectors(
     fragments = [f for f in ds.get_fragments() if f.fragment_id not in seen]
     checked = bad = 0
     if fragments:
-        for batch in ds.to_batches(columns=["vector"], fragments=fragments):
-            column = batch.column("vector")
-            nulls = column.null_count
-            values = column.drop_null().flatten().to_numpy(zero_copy_only=False)
-            width = column.type.list_size
-            matrix = values.reshape(-1, width).astype(np.float64)
-            norms = np.sqrt((matrix * matrix).sum(axis=1))
-            checked += batch.num_rows
-            bad += nulls + int(np.sum(~np.isfinite(norms) | (np.abs(norms - 1.0) > NORM_TOLERANCE)))
+        checked, bad, _ = _norms(ds.to_batches(columns=["vector"], fragments=fragments))
     return CheckOutcome(
         f"{table}_unit_norm",
         bad == 0,
         {"vectors_checked": checked, "not_unit_norm": bad},
+    )
+
+
+def _model_scope(source: Source, model_id: str) -> str:
+    return f"{source.scope} AND model_id = {sql_literal(model_id)}"
+
+
+def model_vectors(
+    lh: Lakehouse, table: str, source: Source, model_id: str, dim: int | None
+) -> CheckOutcome:
+    """The source's vectors from ``model_id`` are ``dim`` wide (when known), finite and of unit
+    norm; streamed, so a source of any size is checked in the memory of one batch."""
+    from lakehouse.store import BOUNDED_SCAN
+
+    ds = lh.dataset(table)
+    checked = bad = width = 0
+    if ds is not None:
+        batches = ds.to_batches(
+            columns=["vector"], filter=_model_scope(source, model_id), **BOUNDED_SCAN
+        )
+        checked, bad, width = _norms(batches)
+    return CheckOutcome(
+        f"{table}_width_and_unit_norm",
+        bad == 0 and (dim is None or not checked or width == dim),
+        {
+            "model_id": model_id,
+            "vectors": checked,
+            "dimension": width if checked else 0,
+            "expected_dimension": dim or 0,
+            "not_unit_norm": bad,
+        },
+    )
+
+
+def clip_embedding_coverage(lh: Lakehouse, source: Source, model_id: str) -> CheckOutcome:
+    """Share of the source's clips with keyframes that have a vector from ``model_id`` (one
+    DuckDB query over streamed scans: distinct clip ids, spilling past its memory limit)."""
+    from lakehouse.embeddings import CLIP_TABLE
+
+    row = next(
+        lh.stream_query(
+            "SELECT count(*) AS clips, count(e.clip_id) AS covered "
+            "FROM (SELECT DISTINCT clip_id FROM framed) f "
+            "LEFT JOIN (SELECT DISTINCT clip_id FROM embedded) e ON e.clip_id = f.clip_id",
+            {
+                "framed": ("keyframes", ["clip_id"], source.scope),
+                "embedded": (CLIP_TABLE, ["clip_id"], _model_scope(source, model_id)),
+            },
+        )
+    ).to_pylist()[0]
+    return _coverage("clip_embedding_coverage", model_id, "clips", row["clips"], row["covered"])
+
+
+def text_embedding_coverage(
+    lh: Lakehouse, source: Source, model_id: str, fields: Iterable[str]
+) -> CheckOutcome:
+    """Share of the source's caption texts (per clip and field, as the stage embeds them) that
+    have a vector from ``model_id``; both sides stream sorted by clip."""
+    from lakehouse.embeddings import TEXT_TABLE, caption_stream
+    from lakehouse.plan import merge, sorted_groups, stream_memory_mb
+
+    mb = stream_memory_mb(lh, 2)
+    embedded = sorted_groups(
+        lh,
+        TEXT_TABLE,
+        columns=["clip_id", "field"],
+        order_by=["clip_id"],
+        filter=_model_scope(source, model_id),
+        memory_mb=mb,
+    )
+    texts = covered = 0
+    for _, (wanted, have) in merge(caption_stream(lh, source, fields, mb), embedded):
+        if wanted:
+            texts += len(wanted)
+            covered += len(wanted.keys() & {r["field"] for r in have or ()})
+    return _coverage("text_embedding_coverage", model_id, "texts", texts, covered)
+
+
+def _coverage(name: str, model_id: str, unit: str, total: int, covered: int) -> CheckOutcome:
+    share = covered / total if total else 1.0
+    return CheckOutcome(
+        name,
+        share == 1.0,
+        {"model_id": model_id, unit: total, "covered": covered, "coverage": round(share, 4)},
     )
 
 

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from lakehouse import schemas
 from lakehouse.errors import ConfigError
 from lakehouse.models import ClipModel, TextModel, load_clip, load_text, resolve_clip, resolve_text
-from lakehouse.plan import PLAN_ROWS, Spool, merge, sorted_groups, stream_memory_mb
+from lakehouse.plan import PLAN_ROWS, Spool, StaleKeys, merge, sorted_groups, stream_memory_mb
 from lakehouse.stage import Progress, StageResult, no_progress
-from lakehouse.store import SYNC_DELETE_KEYS, WriteResult, in_list, sql_literal
+from lakehouse.store import WriteResult, in_list, sql_literal
 
 if TYPE_CHECKING:
     from lakehouse.config import ModelSettings
@@ -118,9 +118,13 @@ class _Updates:
 
     def __init__(self, lh: Lakehouse, table: str) -> None:
         self.lh, self.table = lh, table
-        self.updated = self.deleted = 0
+        self.updated = 0
         self._changed: list[dict[str, Any]] = []
-        self._stale: list[str] = []
+        self._stale = StaleKeys(lh, [table], "embedding_id")
+
+    @property
+    def deleted(self) -> int:
+        return self._stale.deleted
 
     def refresh(self, row: dict[str, Any], meta: dict[str, Any]) -> None:
         if any(row.get(k) != v for k, v in meta.items()):
@@ -129,13 +133,11 @@ class _Updates:
                 self._write_changed()
 
     def stale(self, embedding_ids: Iterable[str]) -> None:
-        self._stale.extend(embedding_ids)
-        if len(self._stale) >= SYNC_DELETE_KEYS:
-            self._delete_stale()
+        self._stale.add(embedding_ids)
 
     def flush(self) -> None:
         self._write_changed()
-        self._delete_stale()
+        self._stale.flush()
 
     def _write_changed(self) -> None:
         import pyarrow as pa
@@ -151,11 +153,6 @@ class _Updates:
         ds.merge_insert("embedding_id").when_matched_update_all().execute(data)
         self.updated += len(self._changed)
         self._changed = []
-
-    def _delete_stale(self) -> None:
-        if self._stale:
-            self.deleted += self.lh.delete(self.table, in_list("embedding_id", self._stale))
-            self._stale = []
 
 
 def embed_clips(
@@ -437,13 +434,6 @@ def caption_stream(
                 if name not in texts and isinstance(value, str) and value.strip():
                     texts[name] = value.strip()
         yield clip_id, texts
-
-
-def caption_texts(
-    lh: Lakehouse, source: Source, fields: Iterable[str]
-) -> dict[tuple[str, str], str]:
-    """``(clip_id, field) -> text`` (:func:`caption_stream`, in memory)."""
-    return {(c, f): t for c, texts in caption_stream(lh, source, fields) for f, t in texts.items()}
 
 
 def embed_captions(

@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
-from lakehouse.store import SORT_MB_PER_THREAD
+from lakehouse.store import SORT_MB_PER_THREAD, SYNC_DELETE_KEYS, in_list
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -128,3 +128,32 @@ class Spool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class StaleKeys:
+    """Keys a plan finds stale, deleted from ``tables`` (within ``scope``) in filters of at most
+    ``SYNC_DELETE_KEYS`` keys as they come, so a large deletion never builds one huge predicate
+    or list. ``deleted`` counts the rows deleted from the first table."""
+
+    def __init__(
+        self, lh: Lakehouse, tables: Iterable[str], key: str, scope: str | None = None
+    ) -> None:
+        self.lh, self.tables, self.key, self.scope = lh, list(tables), key, scope
+        self.deleted = 0
+        self._keys: list[Any] = []
+
+    def add(self, keys: Iterable[Any]) -> None:
+        self._keys.extend(keys)
+        if len(self._keys) >= SYNC_DELETE_KEYS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._keys:
+            return
+        predicate = in_list(self.key, self._keys)
+        if self.scope:
+            predicate = f"({self.scope}) AND {predicate}"
+        for i, table in enumerate(self.tables):
+            deleted = self.lh.delete(table, predicate)
+            self.deleted += deleted if i == 0 else 0
+        self._keys = []

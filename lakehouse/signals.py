@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from lakehouse.detectors import FrameAnalyzer, FrameResult, box_area, frame_motion
 from lakehouse.embeddings import model_key
 from lakehouse.errors import ConfigError, ModelUnavailableError
-from lakehouse.plan import Spool, merge, sorted_groups, stream_memory_mb
+from lakehouse.plan import Spool, StaleKeys, merge, sorted_groups, stream_memory_mb
 from lakehouse.stage import Progress, StageResult, no_progress
-from lakehouse.store import SYNC_DELETE_KEYS, WriteResult, in_list, sql_literal
+from lakehouse.store import WriteResult, in_list, sql_literal
 from lakehouse.workers import run_supervised
 
 if TYPE_CHECKING:
@@ -132,32 +132,23 @@ def compute_signals(
         filter=scope,
         memory_mb=mb,
     )
-    inserted = updated = deleted = with_frames = 0
+    inserted = updated = with_frames = 0
     fallbacks: list[str] = []
     failed: dict[str, str] = {}  # clip_id -> why; retried on the next run
-    stale: list[str] = []
-
-    def delete_stale() -> None:
-        nonlocal deleted
-        if stale:
-            deleted += lh.delete(TABLE, f"{scope} AND {in_list('clip_id', stale)}")
-            lh.delete(FRAMES_TABLE, f"{scope} AND {in_list('clip_id', stale)}")
-            stale.clear()
+    stale = StaleKeys(lh, [TABLE, FRAMES_TABLE], "clip_id", scope)
 
     with Spool(PLAN_CHUNK) as todo:
         for clip_id, (clip, frames, old) in merge(clips, keyframes, existing):
             if clip is None or frames is None:
                 if old is not None:
-                    stale.append(clip_id)
-                    if len(stale) >= SYNC_DELETE_KEYS:
-                        delete_stale()
+                    stale.add([clip_id])
                 continue
             with_frames += 1
             ids = [f["keyframe_id"] for f in frames]
             if old is None or old[0]["keyframe_ids"] != ids or old[0]["settings"] != fingerprint:
                 meta = {k: clip[0][k] for k in ("clip_id", "video_id", "source")}
                 todo.add((clip_id, meta, frames, old is not None))
-        delete_stale()
+        stale.flush()
         if todo.count:
             own = analyzer is None
             analyzer = analyzer or FrameAnalyzer(settings)
@@ -178,7 +169,7 @@ def compute_signals(
         TABLE,
         source.name,
         TABLE,
-        WriteResult(TABLE, inserted, updated, deleted, ds.version if ds else None),
+        WriteResult(TABLE, inserted, updated, stale.deleted, ds.version if ds else None),
         rows=lh.count(TABLE, scope) if ds is not None else 0,
         details={
             "model_id": model_id,

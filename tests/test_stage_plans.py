@@ -10,12 +10,12 @@ import tracemalloc
 import pyarrow as pa
 import pytest
 
-from lakehouse import schemas
+from lakehouse import checks, schemas
 from lakehouse.embeddings import CLIP_TABLE, TEXT_TABLE, embed_captions, embed_clips, model_key
 from lakehouse.keyframes import extract_keyframes
 from lakehouse.models import resolve_clip, resolve_text
 from lakehouse.pipeline import run_stages
-from lakehouse.plan import Spool, groups, merge
+from lakehouse.plan import Spool, StaleKeys, groups, merge
 from lakehouse.signals import compute_signals
 from lakehouse.sources import Source, register_source
 from lakehouse.store import Lakehouse, in_list
@@ -54,6 +54,33 @@ def test_spool_returns_items_in_order_in_chunks():
     assert spool.count == 8
     assert [len(c) for c in chunks] == [3, 3, 2]
     assert [item["n"] for c in chunks for item in c] == list(range(8))
+
+
+def test_stale_keys_delete_in_bounded_filters_within_the_scope(lh, monkeypatch):
+    import lakehouse.plan
+
+    monkeypatch.setattr(lakehouse.plan, "SYNC_DELETE_KEYS", 3)
+    schema = pa.schema([pa.field("row_id", pa.string(), False, schemas.PK_METADATA)])
+    schema = schema.append(pa.field("clip_id", pa.string())).append(pa.field("src", pa.string()))
+    rows = [
+        {"row_id": f"{src}{i}", "clip_id": f"c{i}", "src": src} for src in "ab" for i in range(8)
+    ]
+    for table in ("main", "side"):
+        lh.upsert(table, rows, schema=schema)
+    deletes = []
+    real_delete = lh.delete
+    monkeypatch.setattr(lh, "delete", lambda t, p: deletes.append(t) or real_delete(t, p))
+    stale = StaleKeys(lh, ["main", "side"], "clip_id", "src = 'a'")
+    for i in range(7):
+        stale.add([f"c{i}"])
+    assert deletes == ["main", "side"] * 2  # at 3 and 6 keys, without waiting for flush()
+    assert lh.count("main", "src = 'a'") == 2 and stale.deleted == 6
+    stale.flush()
+    stale.flush()  # nothing left: no delete
+    assert deletes == ["main", "side"] * 3 and stale.deleted == 7
+    for table in ("main", "side"):
+        assert lh.read(table, filter="src = 'a'").column("clip_id").to_pylist() == ["c7"]
+        assert lh.count(table, "src = 'b'") == 8  # same clip ids, outside the scope
 
 
 def test_workers_draw_tasks_as_they_free_up():
@@ -147,6 +174,44 @@ def test_re_cut_clips_take_their_keyframes_and_vectors_with_them(tiny_clip_confi
     for table in ("keyframes", CLIP_TABLE, TEXT_TABLE):
         left = set(lh.read(table, columns=["clip_id"]).column("clip_id").to_pylist())
         assert new <= left and not left & gone, table
+
+
+def test_embedding_checks_count_coverage_and_bad_vectors_per_source_and_model(
+    tiny_clip_config, folder
+):
+    lh = Lakehouse(tiny_clip_config)
+    source = register_source(lh, folder, name="cam", annotations=[folder / "labels.jsonl"])
+    run_stages(lh, source, run_id="r1")
+    clip_model = resolve_clip(lh.config.models, check_online=False)
+    text_model = resolve_text(lh.config.models, check_online=False)
+    fields = lh.config.models.text_fields
+    framed = len(set(lh.read("keyframes", columns=["clip_id"]).column("clip_id").to_pylist()))
+    texts = lh.count(TEXT_TABLE)
+    assert framed == 2 and texts >= 2
+
+    clips = checks.clip_embedding_coverage(lh, source, clip_model.model_id)
+    assert clips.passed and clips.metadata["clips"] == clips.metadata["covered"] == framed
+    text = checks.text_embedding_coverage(lh, source, text_model.model_id, fields)
+    assert text.passed and text.metadata["texts"] == text.metadata["covered"] == texts
+    shape = checks.model_vectors(lh, CLIP_TABLE, source, clip_model.model_id, clip_model.dim)
+    assert shape.passed and shape.metadata["vectors"] == framed
+    assert shape.metadata["dimension"] == clip_model.dim
+    assert not checks.model_vectors(lh, CLIP_TABLE, source, clip_model.model_id, 7).passed
+    other = checks.model_vectors(lh, CLIP_TABLE, source, "another-model", None)
+    assert other.passed and other.metadata["vectors"] == 0
+    assert not checks.clip_embedding_coverage(lh, source, "another-model").passed
+
+    row = lh.read(CLIP_TABLE, limit=1).to_pylist()[0]
+    lh.upsert(CLIP_TABLE, [{**row, "vector": [2 * v for v in row["vector"]]}])
+    shape = checks.model_vectors(lh, CLIP_TABLE, source, clip_model.model_id, clip_model.dim)
+    assert not shape.passed and shape.metadata["not_unit_norm"] == 1
+    lh.delete(CLIP_TABLE, f"embedding_id = '{row['embedding_id']}'")
+    clips = checks.clip_embedding_coverage(lh, source, clip_model.model_id)
+    assert not clips.passed and (clips.metadata["clips"], clips.metadata["covered"]) == (2, 1)
+    lh.delete(TEXT_TABLE, in_list("clip_id", [row["clip_id"]]) + " AND field = 'short_caption'")
+    text = checks.text_embedding_coverage(lh, source, text_model.model_id, fields)
+    assert not text.passed and text.metadata["texts"] == texts
+    assert text.metadata["covered"] == texts - 1
 
 
 N_CLIPS = 60_000
