@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import dagster as dg
+import numpy as np
 
 from lakehouse.checks import CheckOutcome
 from lakehouse.plots import (
     duration_histogram_svg,
+    durations_array,
     markdown_image,
     thumbnail_strip_jpeg,
 )
@@ -37,11 +40,11 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return head + "".join("| " + " | ".join(cell(r.get(c)) for c in columns) + " |\n" for r in rows)
 
 
-def duration_histogram(durations: list[float | None]) -> str:
+def duration_histogram(durations: Iterable[float | None] | np.ndarray) -> str:
     """Markdown holding an SVG bar chart of clip durations inline (a data URI); the UI draws
     it as a picture in the metadata table (see :func:`lakehouse.plots.bar_chart_svg`)."""
-    values = [d for d in durations if d is not None]
-    if not values:
+    values = durations_array(durations)
+    if not len(values):
         return "_no clips_"
     return markdown_image(duration_histogram_svg(values), "image/svg+xml", "clip durations")
 
@@ -92,7 +95,7 @@ def materialize_result(lh: Lakehouse, result: StageResult) -> dg.MaterializeResu
             "clips", columns=["duration_s"], filter=f"source = {sql_literal(result.source)}"
         ).column("duration_s")
         metadata["duration_histogram"] = dg.MetadataValue.md(
-            duration_histogram(durations.to_pylist())
+            duration_histogram(durations.to_numpy())  # NaN for a null
         )
     if result.table == "keyframes":
         strip = keyframe_strip(lh, result.source)

@@ -9,23 +9,41 @@ import base64
 import io
 import itertools
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DURATION_EDGES_S = (0, 2, 5, 10, 20, 30, 60, 120, 300)
 
 
+def durations_array(durations: Iterable[float | None] | np.ndarray) -> np.ndarray:
+    """The known durations as a float array: ``None`` and NaN (a null read through numpy)
+    left out. An array (``column.to_numpy()``) is used as it is, not walked in Python."""
+    import numpy as np
+
+    if isinstance(durations, np.ndarray):
+        values = durations.astype(np.float64, copy=False)
+    else:
+        values = np.fromiter((np.nan if d is None else d for d in durations), np.float64)
+    return values[~np.isnan(values)]
+
+
 def duration_bins(
-    durations: Iterable[float | None], edges: Sequence[float] = DURATION_EDGES_S
+    durations: Iterable[float | None] | np.ndarray, edges: Sequence[float] = DURATION_EDGES_S
 ) -> list[tuple[str, int]]:
     """Counts of ``durations`` per bin ``[edges[i], edges[i+1])`` plus ``>= edges[-1]``; the
     open last bin is listed only when it holds any value. ``None`` values are left out."""
+    import numpy as np
+
     labels = [f"{a:g}-{b:g} s" for a, b in itertools.pairwise(edges)]
     labels.append(f">= {edges[-1]:g} s")
-    counts = [0] * len(labels)
-    for value in durations:
-        if value is None or value < edges[0]:
-            continue
-        counts[sum(value >= edge for edge in edges[1:])] += 1
+    values = durations_array(durations)
+    values = values[values >= edges[0]]
+    # a value's bin is the number of inner and upper edges at or below it
+    index = np.searchsorted(np.asarray(edges[1:], dtype=np.float64), values, side="right")
+    counts = np.bincount(index, minlength=len(labels)).tolist()
     rows = list(zip(labels, counts, strict=True))
     return rows if counts[-1] else rows[:-1]
 
@@ -63,10 +81,12 @@ def bar_chart_svg(
     )
 
 
-def duration_histogram_svg(durations: Iterable[float | None], *, title: str | None = None) -> str:
+def duration_histogram_svg(
+    durations: Iterable[float | None] | np.ndarray, *, title: str | None = None
+) -> str:
     """An SVG bar chart of clip durations in the bins of :data:`DURATION_EDGES_S`, without the
     empty bins before the shortest and after the longest clip."""
-    values = [d for d in durations if d is not None]
+    values = durations_array(durations)
     rows = duration_bins(values)
     filled = [i for i, (_, count) in enumerate(rows) if count]
     if filled:
