@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.errors import InputError
-from lakehouse.store import sql_literal
+from lakehouse.store import BOUNDED_SCAN, sql_literal
 
 if TYPE_CHECKING:
     import lance
@@ -260,7 +260,7 @@ class VectorTable:
         passing: int,
     ) -> tuple[list[dict[str, Any]], Plan]:
         """The exact top ``limit`` over the passing rows' cached block (under the lock)."""
-        block = self._block(version, expression, budget)
+        block = self._block(version, expression, budget, passing)
         return _top(version.ds, block, q, columns, limit), Plan("exact", passing, version.rows)
 
     def _spread(self, version: _Version, expression: str, passing: int) -> np.ndarray | None:
@@ -282,7 +282,11 @@ class VectorTable:
             version.spread.popitem(last=False)
         return spread
 
-    def _block(self, version: _Version, expression: str | None, budget: int) -> _Block:
+    def _block(
+        self, version: _Version, expression: str | None, budget: int, passing: int
+    ) -> _Block:
+        """The passing rows' vectors, read batch by batch into one matrix of ``passing`` rows
+        (the count at this version), so reading a block peaks at the block plus one batch."""
         import numpy as np
 
         key = (version.version, expression or "")
@@ -290,11 +294,25 @@ class VectorTable:
         if block is not None:
             self._blocks.move_to_end(key)
             return block
-        table = version.ds.to_table(columns=["vector"], filter=expression, with_row_id=True)
-        vectors = table.column("vector").combine_chunks()
-        matrix = vectors.values.to_numpy(zero_copy_only=False).reshape(-1, vectors.type.list_size)
-        row_ids = table.column("_rowid").to_numpy()
-        block = _Block(row_ids, np.ascontiguousarray(matrix))
+        dim = version.ds.schema.field("vector").type.list_size
+        matrix = np.empty((passing, dim), dtype=np.float32)
+        row_ids = np.empty(passing, dtype=np.uint64)
+        filled = 0
+        for batch in version.ds.to_batches(
+            columns=["vector"], filter=expression, with_row_id=True, **BOUNDED_SCAN
+        ):
+            n = batch.num_rows
+            if filled + n > len(matrix):  # more rows than counted: grow rather than fail
+                grow = max(n, len(matrix) // 4)
+                matrix = np.concatenate([matrix, np.empty((grow, dim), dtype=np.float32)])
+                row_ids = np.concatenate([row_ids, np.empty(grow, dtype=np.uint64)])
+            column = batch.column("vector")  # .values keeps a slot for a null vector
+            values = column.values.slice(column.offset * dim, n * dim)
+            values = values.to_numpy(zero_copy_only=False)
+            matrix[filled : filled + n] = values.reshape(n, dim)
+            row_ids[filled : filled + n] = batch.column("_rowid").to_numpy()
+            filled += n
+        block = _Block(row_ids[:filled].copy(), np.ascontiguousarray(matrix[:filled]))
         self._blocks[key] = block
         total = sum(b.nbytes for b in self._blocks.values())
         while total > budget and len(self._blocks) > 1:
