@@ -153,7 +153,6 @@ class StaleKeys:
         predicate = in_list(self.key, self._keys)
         if self.scope:
             predicate = f"({self.scope}) AND {predicate}"
-        for i, table in enumerate(self.tables):
-            deleted = self.lh.delete(table, predicate)
-            self.deleted += deleted if i == 0 else 0
+        counts = [self.lh.delete(table, predicate) for table in self.tables]
+        self.deleted += counts[0]
         self._keys = []

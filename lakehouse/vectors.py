@@ -302,17 +302,13 @@ class VectorTable:
             columns=["vector"], filter=expression, with_row_id=True, **BOUNDED_SCAN
         ):
             n = batch.num_rows
-            if filled + n > len(matrix):  # more rows than counted: grow rather than fail
-                grow = max(n, len(matrix) // 4)
-                matrix = np.concatenate([matrix, np.empty((grow, dim), dtype=np.float32)])
-                row_ids = np.concatenate([row_ids, np.empty(grow, dtype=np.uint64)])
             column = batch.column("vector")  # .values keeps a slot for a null vector
             values = column.values.slice(column.offset * dim, n * dim)
             values = values.to_numpy(zero_copy_only=False)
             matrix[filled : filled + n] = values.reshape(n, dim)
             row_ids[filled : filled + n] = batch.column("_rowid").to_numpy()
             filled += n
-        block = _Block(row_ids[:filled].copy(), np.ascontiguousarray(matrix[:filled]))
+        block = _Block(row_ids[:filled], matrix[:filled])  # leading rows: still contiguous
         self._blocks[key] = block
         total = sum(b.nbytes for b in self._blocks.values())
         while total > budget and len(self._blocks) > 1:

@@ -6,9 +6,9 @@ import dagster as dg
 
 from dagster_defs.embeddings.assets import clip_embeddings, text_embeddings
 from dagster_defs.ingest.partitions import sources_partitions
+from dagster_defs.metadata import check_result
 from dagster_defs.resources import LakehouseResource
 from lakehouse import checks
-from lakehouse.checks import CheckOutcome
 from lakehouse.embeddings import CLIP_TABLE, TEXT_TABLE, caption_stream
 from lakehouse.models import resolve_clip, resolve_text
 from lakehouse.sources import get_source
@@ -16,22 +16,12 @@ from lakehouse.sources import get_source
 warnings.filterwarnings("ignore", category=dg.PreviewWarning, module="dagster")
 
 
-def _result(
-    outcome: CheckOutcome, severity: dg.AssetCheckSeverity | None = None
-) -> dg.AssetCheckResult:
-    metadata = dict(outcome.metadata)
-    if "coverage" in metadata:
-        metadata["coverage"] = dg.MetadataValue.float(metadata["coverage"])
-    extra = {"severity": severity} if severity else {}
-    return dg.AssetCheckResult(passed=outcome.passed, metadata=metadata, **extra)
-
-
 def _shape_check(lh, table: str, source, resolved) -> dg.AssetCheckResult:
     if not resolved.model_id:
         return dg.AssetCheckResult(
             passed=True, metadata={"skipped": "model unavailable", "message": resolved.message}
         )
-    return _result(checks.model_vectors(lh, table, source, resolved.model_id, resolved.dim))
+    return check_result(checks.model_vectors(lh, table, source, resolved.model_id, resolved.dim))
 
 
 @dg.asset_check(asset=clip_embeddings, blocking=True, partitions_def=sources_partitions)
@@ -68,7 +58,7 @@ def clip_embedding_coverage(
             metadata={"keyframes": clips, "covered": 0, "message": resolved.message},
         )
     outcome = checks.clip_embedding_coverage(lh, source, resolved.model_id)
-    return _result(outcome, dg.AssetCheckSeverity.WARN)
+    return check_result(outcome, dg.AssetCheckSeverity.WARN)
 
 
 @dg.asset_check(asset=text_embeddings, partitions_def=sources_partitions)
@@ -88,7 +78,7 @@ def text_embedding_coverage(
             metadata={"texts": texts, "covered": 0, "message": resolved.message},
         )
     outcome = checks.text_embedding_coverage(lh, source, resolved.model_id, fields)
-    return _result(outcome, dg.AssetCheckSeverity.WARN)
+    return check_result(outcome, dg.AssetCheckSeverity.WARN)
 
 
 embedding_checks = [
