@@ -1,0 +1,1 @@
+"""Publication: the blocking checks and the step that shows readers only checked versions."""

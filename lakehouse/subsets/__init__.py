@@ -1,0 +1,1 @@
+"""Subsets: the files, their versions (materialize, reproduce, diff), export and privacy."""
