@@ -4,9 +4,9 @@ For each corpus it embeds the same keyframes (the JPEG thumbnails of the ``keyfr
 with the same loaded model, in batches of the same size:
   bare       decode each JPEG + preprocess + ``encode_image`` under ``torch.inference_mode()``,
              the JPEG bytes already in memory, nothing written (the baseline)
-  lakehouse  ``lakehouse.embeddings.embed_clips`` on a table without vectors for the model: reads
-             the clips, annotations and keyframes tables, embeds, pools per clip and upserts the
-             ``clip_embeddings`` rows
+  lakehouse  ``lakehouse.enrich.embeddings.embed_clips`` on a table without vectors for the
+             model: reads the clips, annotations and keyframes tables, embeds, pools per clip and
+             upserts the ``clip_embeddings`` rows
 and prints clips/s, keyframes/s and the lakehouse's overhead over the bare loop (target: at most
 15%). Each variant runs ``--repeat`` times, alternating, and the best run counts; the model is
 loaded once, outside the timed region. The model is ViT-B-32 with random weights (real compute,
@@ -46,13 +46,15 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from lakehouse import embeddings, synth
-from lakehouse.config import Config, ModelSettings
-from lakehouse.models import RANDOM_TAG, ClipModel, load_clip
+from lakehouse.api import Lakehouse
+from lakehouse.core.config import Config, ModelSettings
+from lakehouse.enrich import embeddings
+from lakehouse.ingest.sources import Source, register_source
+from lakehouse.media import synth
+from lakehouse.media.synth import Scene
+from lakehouse.models.encoders import ClipModel, load_clip
+from lakehouse.models.resolve import RANDOM_TAG
 from lakehouse.pipeline import run_stages
-from lakehouse.sources import Source, register_source
-from lakehouse.store import Lakehouse
-from lakehouse.synth import Scene
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "humannet-preview"
 TARGET_OVERHEAD = 0.15

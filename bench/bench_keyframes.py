@@ -23,12 +23,12 @@ from pathlib import Path
 
 import av
 
-from lakehouse import synth
-from lakehouse.clips import segment
-from lakehouse.config import KeyframeSettings
-from lakehouse.keyframes import extract_video_keyframes, sample_times
-from lakehouse.probe import probe_file
-from lakehouse.synth import Scene
+from lakehouse.core.config import KeyframeSettings
+from lakehouse.ingest.clips import segment
+from lakehouse.media import synth
+from lakehouse.media.frames import extract_video_keyframes, sample_times
+from lakehouse.media.probe import probe_file
+from lakehouse.media.synth import Scene
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "humannet-preview"
 

@@ -46,12 +46,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_scale import config_for
 from corpus import ENVIRONMENTS, taxonomy, vocabulary
 
-from lakehouse import schemas
-from lakehouse.config import Config
-from lakehouse.embeddings import CLIP_TABLE, TEXT_TABLE, _text_hash, model_key
-from lakehouse.models import resolve_clip, resolve_text
-from lakehouse.sources import Source
-from lakehouse.store import Lakehouse
+from lakehouse.api import Lakehouse
+from lakehouse.core import schemas
+from lakehouse.core.config import Config
+from lakehouse.core.ids import model_key
+from lakehouse.core.schemas import CLIP_TABLE, TEXT_TABLE
+from lakehouse.enrich.embeddings import text_hash
+from lakehouse.ingest.sources import Source
+from lakehouse.models.resolve import resolve_clip, resolve_text
 
 PROJECT = Path(__file__).resolve().parent.parent
 BASELINE = "6f27973"  # the parent of the streamed plans (663ebed, 89b94a9)
@@ -132,7 +134,7 @@ class Corpus:
             "motion_sequence": vocab.sequence,
         }
         self.hashes = {
-            f: pa.array([_text_hash(t) for t in pool.to_pylist()])
+            f: pa.array([text_hash(t) for t in pool.to_pylist()])
             for f, pool in self.pools.items()
             if f in self.text_fields
         }

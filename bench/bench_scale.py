@@ -45,12 +45,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpus import CorpusSpec, write_corpus
 
-from lakehouse import schemas
-from lakehouse.config import Config
-from lakehouse.embeddings import CLIP_TABLE
-from lakehouse.models import RANDOM_TAG, resolve_clip
-from lakehouse.sql import read_views
-from lakehouse.store import Lakehouse
+from lakehouse.api import Lakehouse
+from lakehouse.core import schemas
+from lakehouse.core.config import Config
+from lakehouse.core.schemas import CLIP_TABLE
+from lakehouse.models.resolve import RANDOM_TAG, resolve_clip
+from lakehouse.query.session import read_views
 
 PARQUET_TABLES = ("clips", "videos", "annotations")
 QUERIES = {
@@ -120,7 +120,7 @@ def du_gb(path: str) -> float:
 def generate(args: argparse.Namespace) -> None:
     import lancedb  # noqa: F401  # imported before the clock, as in the incremental phase
 
-    from lakehouse.search import refresh_indexes
+    from lakehouse.search.indexes import refresh_indexes
 
     shutil.rmtree(args.root, ignore_errors=True)
     config = config_for(args.root)
@@ -157,10 +157,10 @@ def generate(args: argparse.Namespace) -> None:
 
 
 def sql_copy(lh: Lakehouse) -> int:
-    """What a publication writes for SQL at the tables' latest versions (lakehouse.mirror):
+    """What a publication writes for SQL at the tables' latest versions (lakehouse.storage.mirror):
     the Parquet files of the fragments that have none yet. The benchmark does not publish (the
     blocking checks would read the 20 GB of vectors), so readers see the latest versions."""
-    from lakehouse import mirror
+    from lakehouse.storage import mirror
 
     return sum(mirror.publish(lh, lh.versions()).values())
 
@@ -184,8 +184,8 @@ def sql(args: argparse.Namespace) -> None:
 
     lh = Lakehouse(config_for(args.root))
     config = lh.config
-    # the same lakehouse reading Lance only (no Parquet copy; lakehouse.mirror), and that
-    # with lakehouse.pushdown off too: the before/after of both in the same run
+    # the same lakehouse reading Lance only (no Parquet copy; lakehouse.storage.mirror), and that
+    # with lakehouse.query.pushdown off too: the before/after of both in the same run
     lance_only = Lakehouse(
         dataclasses.replace(config, sql=dataclasses.replace(config.sql, mirror=False))
     )
@@ -290,8 +290,8 @@ def exact_truth(
 
 
 def search(args: argparse.Namespace) -> None:
-    from lakehouse.search import search as lakehouse_search
-    from lakehouse.vectors import vector_table
+    from lakehouse.search.ranking import search as lakehouse_search
+    from lakehouse.search.vectors import vector_table
 
     lh = Lakehouse(config_for(args.root))
     ds = lh.dataset(CLIP_TABLE)
@@ -374,7 +374,7 @@ def incremental(args: argparse.Namespace) -> None:
     more new rows is paid by a later increment: the mean is the amortized cost)."""
     import lancedb  # noqa: F401  # imported before the clock: ~3 s of imports is no index work
 
-    from lakehouse.search import refresh_indexes
+    from lakehouse.search.indexes import refresh_indexes
 
     config = config_for(args.root)
     lh = Lakehouse(config)
@@ -490,13 +490,13 @@ def stages(args: argparse.Namespace) -> None:
     source of ``--stage-clips`` clips (``--increment``: a new source of 1% as many, on top;
     ``--rerun``: the same source again, which must commit nothing). The catalog file is written
     by a child process (its memory is not the stages'); the peak RSS of every stage is sampled."""
-    from lakehouse.annotations import import_annotations
-    from lakehouse.clips import build_clips
-    from lakehouse.keyframes import extract_keyframes
-    from lakehouse.pipeline import quarantine_report
-    from lakehouse.publish import publish
-    from lakehouse.sources import register_source
-    from lakehouse.videos import ingest_videos
+    from lakehouse.ingest.annotations import import_annotations
+    from lakehouse.ingest.clips import build_clips
+    from lakehouse.ingest.keyframes import extract_keyframes
+    from lakehouse.ingest.sources import register_source
+    from lakehouse.ingest.stage import quarantine_report
+    from lakehouse.ingest.videos import ingest_videos
+    from lakehouse.publication.publish import publish
 
     root = args.root + "_stages"
     name = "increment" if args.increment else "catalog"

@@ -1,7 +1,7 @@
 """Vector search through the lakehouse against raw LanceDB and numpy brute force, in one run.
 
-Builds a synthetic ``clip_embeddings`` table (the real schema, written with ``Lakehouse.upsert``)
-of N clustered unit-norm vectors, indexes it with ``lakehouse.search.refresh_indexes`` (IVF_RQ,
+Builds a synthetic ``clip_embeddings`` table (the real schema, written with ``Lakehouse.upsert``) of
+N clustered unit-norm vectors, indexes it with ``lakehouse.search.indexes.refresh_indexes`` (IVF_RQ,
 dot distance, plus the scalar indexes) and times, on the same query vectors:
   lakehouse       ``search(lh, vector=q, mode="visual", k=10, where=...)``, the public entry
   raw ANN         LanceDB ``table.search(q).distance_type("dot").nprobes(..).refine_factor(..)``
@@ -40,13 +40,17 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from lakehouse import schemas
-from lakehouse.config import Config, SearchSettings
-from lakehouse.embeddings import CLIP_TABLE, model_key
-from lakehouse.models import RANDOM_TAG, resolve_clip
-from lakehouse.search import compile_where, refresh_indexes, search
-from lakehouse.store import Lakehouse, sql_literal
-from lakehouse.vectors import vector_table
+from lakehouse.api import Lakehouse
+from lakehouse.core import schemas
+from lakehouse.core.config import Config, SearchSettings
+from lakehouse.core.ids import model_key
+from lakehouse.core.schemas import CLIP_TABLE
+from lakehouse.models.resolve import RANDOM_TAG, resolve_clip
+from lakehouse.search.filters import compile_where
+from lakehouse.search.indexes import refresh_indexes
+from lakehouse.search.ranking import search
+from lakehouse.search.vectors import vector_table
+from lakehouse.storage.filters import sql_literal
 
 SOURCES = ("humannet", "ego4d", "kinetics", "studio")
 SOURCE_P = (0.55, 0.30, 0.12, 0.03)
@@ -125,7 +129,7 @@ def make_batches(args: argparse.Namespace, model_id: str):
         duration = np.round(brng.uniform(2.0, 30.0, size=n), 3)
         start = clip_no * 10.0
         end = start + duration
-        clip_ids = [  # lakehouse.ids.clip_id layout
+        clip_ids = [  # lakehouse.core.ids.clip_id layout
             f"{v[:20]}-{round(s * 1000)}-{round(e * 1000)}"
             for v, s, e in zip(vid, start.tolist(), end.tolist(), strict=True)
         ]

@@ -3,7 +3,7 @@
 Ingests ../shared/data/humannet-preview into a scratch lakehouse (the library path, with the
 real all-MiniLM-L6-v2 caption model), then runs every paraphrased query of
 ``tests/paraphrases.py`` (each describes one clip in other words, never a caption verbatim)
-through ``lakehouse.search.search`` in each mode. The test suite guards a floor under these
+through ``lakehouse.search.ranking.search`` in each mode. The test suite guards a floor under these
 numbers (tests/test_search.py); this prints them.
 
     python bench/bench_search_recall.py [--root /tmp/bench_recall] [--k 5]
@@ -18,9 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-from lakehouse.config import Config
-from lakehouse.search import search
-from lakehouse.store import Lakehouse
+from lakehouse.api import Lakehouse
+from lakehouse.core.config import Config
+from lakehouse.search.ranking import search
 
 PROJECT = Path(__file__).resolve().parent.parent
 PREVIEW = PROJECT.parent / "shared" / "data" / "humannet-preview"

@@ -4,7 +4,7 @@ On the real HumanNet preview (36 clips, one frame per 2 s of each clip: 138 fram
 the same frames with the same loaded MediaPipe graphs (hands, pose, full-range faces):
   bare       ``hands.process`` + ``pose.process`` + ``faces.process`` on each frame, the frames
              already decoded in memory, nothing read or written (the baseline)
-  lakehouse  ``lakehouse.signals.compute_signals`` on a lakehouse without signals: reads the
+  lakehouse  ``lakehouse.enrich.signals.compute_signals`` on a lakehouse without signals: reads the
              clips and keyframes tables, gets the frames, runs the detectors and the quality
              measures, summarizes each clip and upserts ``signals`` and ``signal_frames``
 for both frame sources: ``keyframes`` (the stored 224 px JPEG thumbnails; the bare loop gets
@@ -32,12 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-from lakehouse import signals
-from lakehouse.config import Config
-from lakehouse.detectors import FrameAnalyzer
+from lakehouse.api import Lakehouse
+from lakehouse.core.config import Config
+from lakehouse.enrich import signals
+from lakehouse.ingest.sources import register_source
+from lakehouse.media.detectors import FrameAnalyzer
 from lakehouse.pipeline import run_stages
-from lakehouse.sources import register_source
-from lakehouse.store import Lakehouse
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "humannet-preview"
 

@@ -1,7 +1,7 @@
 """A synthetic HumanNet-like corpus, written through the lakehouse's own table code.
 
 ``write_corpus(lh, clips=N)`` fills the real ``videos``, ``annotations``, ``clips`` and
-``clip_embeddings`` tables (``lakehouse.schemas``; every row goes through
+``clip_embeddings`` tables (``lakehouse.core.schemas``; every row goes through
 ``Lakehouse.upsert``, as in ingest) in batches of whole videos, so memory stays flat whatever N.
 The distributions follow the HumanNet preview (``../shared/data/humannet-preview``):
 
@@ -31,9 +31,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lakehouse import schemas
-from lakehouse.embeddings import CLIP_TABLE, model_key
-from lakehouse.store import Lakehouse
+from lakehouse.api import Lakehouse
+from lakehouse.core import schemas
+from lakehouse.core.ids import model_key
+from lakehouse.core.schemas import CLIP_TABLE
 
 DIM = 512
 EGO_SHARE = 0.45

@@ -1,6 +1,6 @@
 """Dagster wiring for the lakehouse (``dagster dev -m dagster_defs``)."""
 
 from dagster_defs.definitions import build_defs
-from lakehouse.config import Config
+from lakehouse.core.config import Config
 
 defs = build_defs(Config.load())

@@ -20,51 +20,35 @@ from dagster_defs.resources import lakehouse_resource
 from dagster_defs.signals.assets import curation_assets, signal_assets
 from dagster_defs.signals.checks import signal_checks
 from dagster_defs.subsets.assets import subset_assets, view_specs
-from lakehouse.config import Config
+from lakehouse.core.config import Config
+from lakehouse.pipeline import (
+    CURATION_JOB,
+    EMBED_JOB,
+    INGEST_JOB,
+    JOBS,
+    SIGNALS_JOB,
+    job_stages,
+)
 
-INGEST_JOB = "ingest"
-EMBED_JOB = "embed"
 SUBSETS_JOB = "subsets"
-SIGNALS_JOB = "signals_job"
-CURATION_JOB = "curation"
+__all__ = ["CURATION_JOB", "EMBED_JOB", "INGEST_JOB", "SIGNALS_JOB", "SUBSETS_JOB", "build_defs"]
+
+
+def stage_job(name: str) -> dg.UnresolvedAssetJobDefinition:
+    """The Dagster job of one entry of :data:`lakehouse.pipeline.JOBS`: its stages' assets,
+    partitioned by source when every stage is."""
+    stages = job_stages(name)
+    per_source = all(stage.per_source for stage in stages)
+    return dg.define_asset_job(
+        name,
+        selection=dg.AssetSelection.assets(*(dg.AssetKey(s.name) for s in stages)),
+        partitions_def=sources_partitions if per_source else None,
+        description=JOBS[name][1],
+    )
 
 
 def build_defs(config: Config) -> dg.Definitions:
     """Definitions wired to ``config``'s lakehouse root."""
-    ingest_job = dg.define_asset_job(
-        INGEST_JOB,
-        selection=dg.AssetSelection.assets(*ingest_assets, *embedding_assets, *publication_assets),
-        partitions_def=sources_partitions,
-        description=(
-            "Ingest one source folder: videos → annotations → clips → keyframes → embeddings, "
-            "then publish the checked versions to readers."
-        ),
-    )
-    embed_job = dg.define_asset_job(
-        EMBED_JOB,
-        selection=dg.AssetSelection.assets(*embedding_assets, *publication_assets),
-        partitions_def=sources_partitions,
-        description=(
-            "(Re-)embed one source with the configured models, refresh the indexes, publish."
-        ),
-    )
-    signals_job = dg.define_asset_job(
-        SIGNALS_JOB,
-        selection=dg.AssetSelection.assets(*signal_assets, *signal_publication_assets),
-        partitions_def=sources_partitions,
-        description=(
-            "Hand, body, face and quality signals of one source's clips (MediaPipe), then "
-            "publish them once their checks passed."
-        ),
-    )
-    curation_job = dg.define_asset_job(
-        CURATION_JOB,
-        selection=dg.AssetSelection.assets(*curation_assets, *curation_publication_assets),
-        description=(
-            "Predicted viewpoints and near-duplicate clusters over every source, then publish "
-            "them once their checks passed."
-        ),
-    )
     subsets = subset_assets(config)
     subsets_job = dg.define_asset_job(
         SUBSETS_JOB,
@@ -84,6 +68,6 @@ def build_defs(config: Config) -> dg.Definitions:
             *subsets,
         ],
         asset_checks=[*ingest_checks, *embedding_checks, *signal_checks],
-        jobs=[ingest_job, embed_job, signals_job, curation_job, subsets_job],
+        jobs=[*(stage_job(name) for name in JOBS), subsets_job],
         resources={"lakehouse": lakehouse_resource(config)},
     )

@@ -1,4 +1,5 @@
-"""Turn a library :class:`~lakehouse.stage.StageResult` into Dagster materialization metadata."""
+"""Turn a library :class:`~lakehouse.ingest.stage.StageResult` into Dagster materialization
+metadata, and a library check outcome into a Dagster check result."""
 
 from __future__ import annotations
 
@@ -8,15 +9,17 @@ from typing import Any
 import dagster as dg
 import numpy as np
 
-from lakehouse.checks import CheckOutcome
-from lakehouse.plots import (
+from lakehouse.api import Lakehouse
+from lakehouse.core.schemas import CLIP_TABLE, DUPLICATES_TABLE, TEXT_TABLE, VIEWPOINT_TABLE
+from lakehouse.ingest.stage import StageResult
+from lakehouse.publication.checks import CheckOutcome
+from lakehouse.render.plots import (
     duration_histogram_svg,
     durations_array,
     markdown_image,
     thumbnail_strip_jpeg,
 )
-from lakehouse.stage import StageResult
-from lakehouse.store import Lakehouse, sql_literal
+from lakehouse.storage.filters import sql_literal
 
 PREVIEW_COLUMNS = {
     "videos": ["video_id", "relpath", "codec", "width", "height", "fps", "duration_s"],
@@ -24,9 +27,17 @@ PREVIEW_COLUMNS = {
     "clips": ["clip_id", "viewpoint", "start_s", "end_s", "segmentation", "probe_status"],
     "keyframes": ["keyframe_id", "clip_id", "time_s", "width", "height", "sampler"],
     "quarantine": ["stage", "reason_code", "input_uri", "locator", "message"],
-    "clip_embeddings": ["clip_id", "model_id", "viewpoint", "short_caption"],
-    "text_embeddings": ["clip_id", "field", "model_id", "text"],
+    CLIP_TABLE: ["clip_id", "model_id", "viewpoint", "short_caption"],
+    TEXT_TABLE: ["clip_id", "field", "model_id", "text"],
     "signals": ["clip_id", "hands_frac", "person_frac", "face_frac", "privacy_status", "sharpness"],
+    VIEWPOINT_TABLE: [
+        "clip_id",
+        "labelled_viewpoint",
+        "predicted_viewpoint",
+        "confidence",
+        "held_out",
+    ],
+    DUPLICATES_TABLE: ["clip_id", "near_duplicate_of", "similarity", "cluster_size", "embedding"],
 }
 
 
@@ -42,7 +53,7 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 def duration_histogram(durations: Iterable[float | None] | np.ndarray) -> str:
     """Markdown holding an SVG bar chart of clip durations inline (a data URI); the UI draws
-    it as a picture in the metadata table (see :func:`lakehouse.plots.bar_chart_svg`)."""
+    it as a picture in the metadata table (see :func:`lakehouse.render.plots.bar_chart_svg`)."""
     values = durations_array(durations)
     if not len(values):
         return "_no clips_"
@@ -62,6 +73,12 @@ def keyframe_strip(lh: Lakehouse, source: str, clips: int = 6) -> str | None:
         return None
     alt = f"first keyframes of {len(jpegs)} clips"
     return markdown_image(thumbnail_strip_jpeg(jpegs), "image/jpeg", alt)
+
+
+def skipped_check(reason: str, message: str) -> dg.AssetCheckResult:
+    """A check that could not run here (its model is unavailable): recorded as passing, with
+    ``skipped`` and the reason in its metadata, which the CLI shows as a skip, never a failure."""
+    return dg.AssetCheckResult(passed=True, metadata={"skipped": reason, "message": message})
 
 
 def check_result(
@@ -105,4 +122,27 @@ def materialize_result(lh: Lakehouse, result: StageResult) -> dg.MaterializeResu
         metadata["quarantine_reasons"] = dg.MetadataValue.json(result.reasons)
     for key, value in result.details.items():
         metadata[key] = dg.MetadataValue.json(value) if isinstance(value, dict) else value
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def summary_result(lh: Lakehouse, result: StageResult) -> dg.MaterializeResult:
+    """The metadata of a stage over every source (viewpoints, near duplicates): its table's rows
+    and changes, a preview, and what the stage reports."""
+    columns = PREVIEW_COLUMNS[result.table]
+    preview = (
+        lh.read(result.table, columns=columns, limit=5).to_pylist()
+        if lh.exists(result.table)
+        else []
+    )
+    ds = lh.dataset(result.table)
+    metadata = {
+        "rows": dg.MetadataValue.int(result.rows),
+        "table_version": dg.MetadataValue.int(ds.version if ds is not None else 0),
+        "inserted": dg.MetadataValue.int(result.write.inserted),
+        "updated": dg.MetadataValue.int(result.write.updated),
+        "deleted": dg.MetadataValue.int(result.write.deleted),
+        "preview": dg.MetadataValue.md(markdown_table(preview, columns)),
+    }
+    for key, value in result.details.items():
+        metadata[key] = dg.MetadataValue.json(value) if isinstance(value, dict | list) else value
     return dg.MaterializeResult(metadata=metadata)

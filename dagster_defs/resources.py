@@ -6,15 +6,15 @@ import json
 
 import dagster as dg
 
-from lakehouse.config import Config
-from lakehouse.store import Lakehouse
+from lakehouse.api import Lakehouse
+from lakehouse.core.config import Config
 
 
 class LakehouseResource(dg.ConfigurableResource):
     """A lakehouse root on this machine (the embedded default).
 
-    ``settings_json`` carries the full :class:`~lakehouse.config.Config` when the definitions are
-    built from one (the CLI and tests); otherwise the configuration is loaded the usual way
+    ``settings_json`` carries the full :class:`~lakehouse.core.config.Config` when the definitions
+    are built from one (the CLI and tests); otherwise the configuration is loaded the usual way
     (``lakehouse.toml``, ``LAKEHOUSE_ROOT``) with ``root`` on top.
     """
 

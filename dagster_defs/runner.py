@@ -11,8 +11,8 @@ import dagster as dg
 
 from dagster_defs.definitions import INGEST_JOB, build_defs
 from dagster_defs.ingest.partitions import sources_partitions
-from lakehouse.config import Config
-from lakehouse.errors import PipelineError
+from lakehouse.core.config import Config
+from lakehouse.core.errors import PipelineError
 
 
 @dataclass
@@ -105,7 +105,7 @@ def run_subset(
     import json
 
     from dagster_defs.definitions import SUBSETS_JOB
-    from lakehouse.subset_files import get_subset
+    from lakehouse.subsets.files import get_subset
 
     get_subset(config, name)  # a clear error for an unknown name, before Dagster's
     defs = build_defs(config)

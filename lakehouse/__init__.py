@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from lakehouse.config import Config
-from lakehouse.errors import LakehouseError
+from lakehouse.core.config import Config
+from lakehouse.core.errors import LakehouseError
 
 if TYPE_CHECKING:
-    from lakehouse.store import Lakehouse
+    from lakehouse.api import Lakehouse
 
 __version__ = "0.1.0"
 __all__ = ["Config", "Lakehouse", "LakehouseError", "open"]
@@ -32,7 +32,7 @@ def open(
 ) -> Lakehouse:
     """Open (or create) the lakehouse at ``root`` (default: configuration, then
     ``$LAKEHOUSE_ROOT``, then ``./lakehouse_data``)."""
-    from lakehouse.store import Lakehouse
+    from lakehouse.api import Lakehouse
 
     if config is None:
         config = Config.load(root=root, config_file=config_file)
@@ -43,7 +43,7 @@ def open(
 
 def __getattr__(name: str) -> Any:
     if name == "Lakehouse":
-        from lakehouse.store import Lakehouse
+        from lakehouse.api import Lakehouse
 
         return Lakehouse
     raise AttributeError(f"module 'lakehouse' has no attribute {name!r}")

@@ -19,7 +19,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lakehouse.core.schemas import CURATION_TABLES, PIPELINE_TABLES, SIGNAL_TABLES
+from lakehouse.core.schemas import (
+    CLIP_TABLE,
+    CURATION_TABLES,
+    DUPLICATES_TABLE,
+    PIPELINE_TABLES,
+    SIGNAL_TABLES,
+    SIGNALS_TABLE,
+    TEXT_TABLE,
+    VIEWPOINT_TABLE,
+)
 from lakehouse.enrich.duplicates import find_near_duplicates
 from lakehouse.enrich.embeddings import embed_captions, embed_clips
 from lakehouse.enrich.signals import compute_signals
@@ -32,7 +41,7 @@ from lakehouse.ingest.stage import Progress, StageResult, no_progress, quarantin
 from lakehouse.ingest.videos import ingest_videos
 from lakehouse.publication.publish import publish
 from lakehouse.search.indexes import refresh_indexes
-from lakehouse.storage.store import WriteResult
+from lakehouse.storage.writes import WriteResult
 
 if TYPE_CHECKING:
     from lakehouse.storage.store import Store
@@ -146,7 +155,7 @@ STAGES: tuple[Stage, ...] = (
         "Every input of the source that could not be used, with stage and reason.",
     ),
     Stage(
-        "text_embeddings",
+        TEXT_TABLE,
         _per_source(embed_captions, progress=True),
         ("annotations", "clips"),
         "embeddings",
@@ -154,7 +163,7 @@ STAGES: tuple[Stage, ...] = (
         frozenset({"lance", "pytorch"}),
     ),
     Stage(
-        "clip_embeddings",
+        CLIP_TABLE,
         _per_source(embed_clips, progress=True),
         ("keyframes", "clips"),
         "embeddings",
@@ -164,7 +173,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "search_index",
         _search_index,
-        ("clip_embeddings", "text_embeddings"),
+        (CLIP_TABLE, TEXT_TABLE),
         "embeddings",
         "ANN (past search.ann_min_rows), full-text and scalar indexes over the embedding "
         "tables; covers the whole tables and refreshes incrementally.",
@@ -178,7 +187,7 @@ STAGES: tuple[Stage, ...] = (
         "blocking checks passed on exactly those versions.",
     ),
     Stage(
-        "signals",
+        SIGNALS_TABLE,
         _per_source(compute_signals, progress=True),
         ("keyframes", "clips"),
         "signals",
@@ -189,15 +198,15 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "published_signals",
         _published("published_signals", SIGNAL_TABLES),
-        ("signals",),
+        (SIGNALS_TABLE,),
         "publication",
         "The signals versions readers see (clip_facts, exports' privacy gate), moved forward "
         "only after the signals' blocking range check passed.",
     ),
     Stage(
-        "viewpoint_predictions",
+        VIEWPOINT_TABLE,
         _over_all(predict_viewpoints),
-        ("signals", "clips"),
+        (SIGNALS_TABLE, "clips"),
         "signals",
         "Predicted ego/exo viewpoint per clip with its confidence: a classifier over the hand, "
         "body and face signals, trained on the labelled clips (labelled ones held out by video).",
@@ -205,9 +214,9 @@ STAGES: tuple[Stage, ...] = (
         per_source=False,
     ),
     Stage(
-        "near_duplicates",
+        DUPLICATES_TABLE,
         _over_all(find_near_duplicates),
-        ("text_embeddings", "clip_embeddings", "signals"),
+        (TEXT_TABLE, CLIP_TABLE, SIGNALS_TABLE),
         "signals",
         "Near-duplicate clusters of clips (caption or CLIP embeddings within a threshold), one "
         "representative each; subset SQL drops the rest with exclude_near_duplicates(clip_facts).",
@@ -217,7 +226,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "published_curation",
         _published("published_curation", CURATION_TABLES),
-        ("viewpoint_predictions", "near_duplicates"),
+        (VIEWPOINT_TABLE, DUPLICATES_TABLE),
         "publication",
         "The viewpoint-prediction and near-duplicate versions readers see, moved forward only "
         "after the cluster check passed.",
@@ -226,11 +235,18 @@ STAGES: tuple[Stage, ...] = (
 )
 BY_NAME = {stage.name: stage for stage in STAGES}
 
-EMBEDDING_STAGES = ("text_embeddings", "clip_embeddings", "search_index")
+EMBEDDING_STAGES = (TEXT_TABLE, CLIP_TABLE, "search_index")
 JOBS: dict[str, tuple[tuple[str, ...], str]] = {
     INGEST_JOB: (
-        ("videos", "annotations", "clips", "keyframes", "quarantine", *EMBEDDING_STAGES)
-        + ("published_versions",),
+        (
+            "videos",
+            "annotations",
+            "clips",
+            "keyframes",
+            "quarantine",
+            *EMBEDDING_STAGES,
+            "published_versions",
+        ),
         "Ingest one source folder: videos → annotations → clips → keyframes → embeddings, "
         "then publish the checked versions to readers.",
     ),
@@ -239,12 +255,12 @@ JOBS: dict[str, tuple[tuple[str, ...], str]] = {
         "(Re-)embed one source with the configured models, refresh the indexes, publish.",
     ),
     SIGNALS_JOB: (
-        ("signals", "published_signals"),
+        (SIGNALS_TABLE, "published_signals"),
         "Hand, body, face and quality signals of one source's clips (MediaPipe), then publish "
         "them once their checks passed.",
     ),
     CURATION_JOB: (
-        ("viewpoint_predictions", "near_duplicates", "published_curation"),
+        (VIEWPOINT_TABLE, DUPLICATES_TABLE, "published_curation"),
         "Predicted viewpoints and near-duplicate clusters over every source, then publish them "
         "once their checks passed.",
     ),

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse import synth
-from lakehouse.config import Config
-from lakehouse.store import Lakehouse
-from lakehouse.synth import Scene
+from lakehouse.api import Lakehouse
+from lakehouse.core.config import Config
+from lakehouse.media import synth
+from lakehouse.media.synth import Scene
 
 PROJECT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("LAKEHOUSE_SHARED_DIR", PROJECT.parent / "shared"))

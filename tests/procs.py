@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lakehouse.config import Config
-from lakehouse.store import Lakehouse
+from lakehouse.api import Lakehouse
+from lakehouse.core.config import Config
 
 
 def _open(args: dict) -> Lakehouse:
@@ -68,7 +68,7 @@ def materialize_without_lock(args: dict) -> dict:
     """Materialize a subset as on an object store, where no file lock exists."""
     import contextlib
 
-    import lakehouse.subsets as subsets
+    import lakehouse.subsets.versions as subsets
 
     subsets.lakehouse_lock = lambda lh, name, **kw: contextlib.nullcontext()
     lh = Lakehouse(Config.load(root=args["root"], env={}, subset_dirs=[args["subset_dir"]]))
@@ -79,7 +79,7 @@ def materialize_without_lock(args: dict) -> dict:
 
 def materialize_then_die(args: dict) -> dict:
     """Record a subset version, then die by SIGKILL before anyone hears of it."""
-    from lakehouse.subsets import materialize_subset
+    from lakehouse.subsets.versions import materialize_subset
 
     lh = Lakehouse(Config.load(root=args["root"], env={}, subset_dirs=[args["subset_dir"]]))
     record = materialize_subset(lh, args["name"], run_id=args["run_id"])
@@ -90,8 +90,8 @@ def materialize_then_die(args: dict) -> dict:
 
 def videos_stage_then_die(args: dict) -> dict:
     """Commit the videos stage of a run, then die by SIGKILL."""
-    from lakehouse.sources import register_source
-    from lakehouse.videos import ingest_videos
+    from lakehouse.ingest.sources import register_source
+    from lakehouse.ingest.videos import ingest_videos
 
     lh = _open(args)
     source = register_source(lh, args["folder"], name=args["source"])
@@ -103,8 +103,8 @@ def videos_stage_then_die(args: dict) -> dict:
 
 def ingest(args: dict) -> dict:
     """The library ingest path without the embedding stages (what the crash trials kill)."""
+    from lakehouse.ingest.sources import register_source
     from lakehouse.pipeline import publication, run_stages
-    from lakehouse.sources import register_source
 
     lh = _open(args)
     source = register_source(lh, args["folder"], name=args["source"], annotations=args["labels"])
@@ -135,7 +135,7 @@ def commit_loop(args: dict) -> dict:
 
 
 def write_and_publish(args: dict) -> dict:
-    from lakehouse.publish import publish
+    from lakehouse.publication.publish import publish
 
     lh = _open(args)
     lh.upsert(
@@ -146,7 +146,7 @@ def write_and_publish(args: dict) -> dict:
 
 def hold_session(args: dict) -> dict:
     """Open a SQL session, say which version it reads, wait for a line on stdin, read again."""
-    from lakehouse.sql import Session
+    from lakehouse.query.session import Session
 
     lh = _open(args)
     with Session(lh) as session:

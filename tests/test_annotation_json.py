@@ -5,9 +5,9 @@ import tracemalloc
 
 import pytest
 
-from lakehouse import annotation_files
-from lakehouse import quarantine as q
-from lakehouse.annotation_files import Record, read_records
+from lakehouse.core import quarantine as q
+from lakehouse.ingest import annotation_files
+from lakehouse.ingest.annotation_files import Record, read_records
 
 CLIPS = [
     {"clip_id": "c1", "file": "dance.mp4", "start_s": 0, "end_s": 1.5, "caption": "a, b [c]"},

@@ -7,11 +7,11 @@ import shutil
 
 import pytest
 
-from lakehouse import quarantine as q
-from lakehouse.annotation_files import ColumnMapping
-from lakehouse.errors import ConfigError
-from lakehouse.sources import register_source
-from lakehouse.timecode import TimeParseError, parse_time
+from lakehouse.core import quarantine as q
+from lakehouse.core.errors import ConfigError
+from lakehouse.core.timecode import TimeParseError, parse_time
+from lakehouse.ingest.annotation_files import ColumnMapping
+from lakehouse.ingest.sources import register_source
 
 
 @pytest.mark.parametrize(

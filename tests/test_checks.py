@@ -2,7 +2,7 @@
 
 One lakehouse is ingested per module; each test corrupts a copy of it the way a buggy writer or
 an outside tool would (a merge that writes a bad value, a raw append, a delete), then runs the
-library checks (:mod:`lakehouse.checks`) and the Dagster asset checks that wire them
+library checks (:mod:`lakehouse.publication.checks`) and the Dagster asset checks that wire them
 (:mod:`dagster_defs.ingest.checks`) on it."""
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import lance
 import pyarrow as pa
 import pytest
 
-from lakehouse import checks
-from lakehouse.config import Config
+from lakehouse.api import Lakehouse
+from lakehouse.core.config import Config
+from lakehouse.ingest.sources import register_source
 from lakehouse.pipeline import run_stages
-from lakehouse.sources import register_source
-from lakehouse.sql import Session
-from lakehouse.store import Lakehouse
+from lakehouse.publication import checks
+from lakehouse.query.session import Session
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def library_checks(lh: Lakehouse, source: str) -> dict[str, checks.CheckOutcome]
 def dagster_checks(lh: Lakehouse, source: str) -> tuple[bool, dict[str, dg.AssetCheckEvaluation]]:
     """The ingest asset checks of one source partition, evaluated by Dagster: whether the run
     succeeded (a failed blocking check fails it), and each check's evaluation."""
-    from dagster_defs.ingest.assets import ingest_assets, quarantine
+    from dagster_defs.ingest.assets import ingest_assets
     from dagster_defs.ingest.checks import ingest_checks
     from dagster_defs.ingest.partitions import sources_partitions
     from dagster_defs.resources import LakehouseResource
@@ -81,7 +81,7 @@ def dagster_checks(lh: Lakehouse, source: str) -> tuple[bool, dict[str, dg.Asset
     # quarantine asset only summarises rows already written, so it leaves the tables as they are
     job = dg.define_asset_job(
         "ingest_checks",
-        selection=dg.AssetSelection.assets(quarantine) | dg.AssetSelection.checks(*ingest_checks),
+        selection=dg.AssetSelection.assets("quarantine") | dg.AssetSelection.checks(*ingest_checks),
     )
     defs = dg.Definitions(
         assets=ingest_assets,

@@ -8,7 +8,7 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from lakehouse.cli import main
+from lakehouse.cli.main import main
 
 HEAVY = (
     "lance",

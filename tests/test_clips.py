@@ -1,7 +1,7 @@
 import pytest
 
-from lakehouse.clips import segment
-from lakehouse.ids import clip_id, video_id_from_uri
+from lakehouse.core.ids import clip_id, video_id_from_uri
+from lakehouse.ingest.clips import segment
 
 
 def _spans(out):

@@ -18,11 +18,12 @@ import lance
 import pyarrow as pa
 import pytest
 
-from lakehouse import schemas
-from lakehouse.errors import WriteConflictError
-from lakehouse.publish import publish
-from lakehouse.sql import Session
-from lakehouse.store import Lakehouse, _merge, commit_with_retry
+from lakehouse.api import Lakehouse
+from lakehouse.core import schemas
+from lakehouse.core.errors import WriteConflictError
+from lakehouse.publication.publish import publish
+from lakehouse.query.session import Session
+from lakehouse.storage.commits import commit_with_retry, run_merge
 
 PROCS = Path(__file__).resolve().parent / "procs.py"
 
@@ -148,7 +149,7 @@ def small_source(tmp_path, synthetic_videos):
 def test_two_concurrent_dagster_runs_of_one_partition_add_no_duplicates(
     config, small_source, tmp_path
 ):
-    from lakehouse.sources import register_source
+    from lakehouse.ingest.sources import register_source
 
     # the expected tables: one run alone, in another lakehouse
     reference = Lakehouse(config.with_root(tmp_path / "reference"))
@@ -207,7 +208,7 @@ def test_a_retryable_conflict_is_retried_from_the_latest_version(lh):
     def attempt():
         ds = next(handles, None) or lh.dataset("sources")
         builder = ds.merge_insert("source").when_matched_update_all()
-        return _merge(builder.when_not_matched_insert_all(), _rows(["new", "b"], "/mine"))
+        return run_merge(builder.when_not_matched_insert_all(), _rows(["new", "b"], "/mine"))
 
     stats = commit_with_retry("sources", attempt)
     assert stats["attempts"] == 2  # the first commit conflicted and was retried
@@ -230,7 +231,7 @@ def test_an_incompatible_concurrent_change_fails_the_step_loudly(lh, change):
 
     def attempt():
         builder = stale.merge_insert("source").when_matched_update_all()
-        return _merge(builder.when_not_matched_insert_all(), _rows(["a", "d"], "/mine"))
+        return run_merge(builder.when_not_matched_insert_all(), _rows(["a", "d"], "/mine"))
 
     with pytest.raises(WriteConflictError, match=f"changed incompatibly.*(?i:{change})"):
         commit_with_retry("sources", attempt)

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.config import Config
-from lakehouse.errors import ConfigError
+from lakehouse.core.config import Config
+from lakehouse.core.errors import ConfigError
 
 
 def test_defaults_resolve_to_a_local_folder(tmp_path, monkeypatch):

@@ -9,10 +9,10 @@ from html.parser import HTMLParser
 import pytest
 from PIL import Image
 
-from lakehouse.cli import main
-from lakehouse.contact_sheet import MAX_CLIPS, Card, ContactSheet, contact_sheet
-from lakehouse.errors import InputError
-from lakehouse.search import search
+from lakehouse.cli.main import main
+from lakehouse.core.errors import InputError
+from lakehouse.render.contact_sheet import MAX_CLIPS, Card, ContactSheet, contact_sheet
+from lakehouse.search.ranking import search
 
 
 class Sheet(HTMLParser):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse import checks
-from lakehouse.embeddings import CLIP_TABLE
+from lakehouse.core.schemas import CLIP_TABLE
+from lakehouse.publication import checks
 
 CORPUS = Path(__file__).resolve().parent.parent / "bench" / "corpus.py"
 

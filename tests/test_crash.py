@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse import schemas
-from lakehouse.publish import verify
-from lakehouse.store import VOLATILE_COLUMNS, Lakehouse
-from lakehouse.subsets import _claim_version, get_version, materialize_subset
+from lakehouse.api import Lakehouse
+from lakehouse.core import schemas
+from lakehouse.publication.publish import verify
+from lakehouse.storage.sync import VOLATILE_COLUMNS
+from lakehouse.subsets.versions import claim_version, get_version, materialize_subset
 
 PROCS = Path(__file__).resolve().parent / "procs.py"
 TRIALS = int(os.environ.get("LAKEHOUSE_CRASH_TRIALS", "20"))
@@ -204,7 +205,7 @@ def test_a_claim_left_by_a_crash_is_resumed_by_the_same_run(lh, corpus, tmp_path
     folder.mkdir()
     (folder / "every_clip.sql").write_text("-- Every clip.\nselect clip_id from clips\n")
     user = Lakehouse(_config(lh.root, subset_dirs=[str(folder)]))
-    assert _claim_version(user, "every_clip", "run-1") == 1  # the run died after its claim
+    assert claim_version(user, "every_clip", "run-1") == 1  # the run died after its claim
     user.upsert(  # …and after writing a member that its retry will not produce
         "subset_clips",
         [{"subset_clip_id": "every_clip@1:stale", "name": "every_clip", "version": 1}],
@@ -218,7 +219,7 @@ def test_a_claim_left_by_a_crash_is_resumed_by_the_same_run(lh, corpus, tmp_path
     )
     assert user.count("subset_clips", "clip_id IS NULL") == 0
     # another run racing for the next number skips a claim it does not own
-    assert _claim_version(user, "every_clip", "run-9") == 2
+    assert claim_version(user, "every_clip", "run-9") == 2
 
 
 def test_a_stage_committed_before_a_crash_commits_nothing_on_retry(lh, corpus):
@@ -238,6 +239,6 @@ def test_a_stage_committed_before_a_crash_commits_nothing_on_retry(lh, corpus):
 
 
 def _config(root, **overrides):
-    from lakehouse.config import Config
+    from lakehouse.core.config import Config
 
     return Config.load(root=root, env={}, **overrides)

@@ -7,9 +7,9 @@ import pytest
 
 from dagster_defs.definitions import build_defs
 from dagster_defs.runner import open_instance, run_ingest
-from lakehouse.errors import PipelineError
-from lakehouse.sources import register_source
-from lakehouse.store import Lakehouse
+from lakehouse.api import Lakehouse
+from lakehouse.core.errors import PipelineError
+from lakehouse.ingest.sources import register_source
 
 INGEST_ASSETS = [
     "annotations",

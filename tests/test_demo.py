@@ -1,7 +1,7 @@
 """`lakehouse demo` end to end: generated corpus → Dagster → tables, quarantine and SQL output."""
 
-from lakehouse.cli import main
-from lakehouse.demo import CSV_ROWS, EGO_CLIPS, SEARCH_QUERY
+from lakehouse.cli.demo import CSV_ROWS, EGO_CLIPS, SEARCH_QUERY
+from lakehouse.cli.main import main
 
 
 def test_demo_runs_and_is_idempotent(tmp_path, capsys):

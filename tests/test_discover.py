@@ -3,9 +3,10 @@ import shutil
 
 import pytest
 
-from lakehouse import quarantine as q
-from lakehouse.discover import discover, sniff_container
-from lakehouse.errors import InputError, InputNotFoundError
+from lakehouse.core import quarantine as q
+from lakehouse.core.errors import InputError, InputNotFoundError
+from lakehouse.core.paths import local_path
+from lakehouse.media.discover import discover, sniff_container
 
 
 def _reasons(found):
@@ -49,16 +50,28 @@ def test_symlink_loops_dangling_links_and_fifos_do_not_hang(tmp_path, synthetic_
     }
 
 
-def test_non_utf8_names_are_quarantined_with_a_printable_uri(tmp_path, synthetic_videos):
+def test_non_utf8_names_are_found_and_stored_losslessly(tmp_path, synthetic_videos):
+    """A file (or folder) whose name is not UTF-8 is a video like any other: its path opens as
+    the file system gives it, and the tables store a URI that gives back the exact bytes."""
     bad = os.path.join(os.fsencode(tmp_path), b"caf\xe9.mp4")
+    folder = os.path.join(os.fsencode(tmp_path), b"d\xffir")
+    os.mkdir(folder)
     shutil.copy(synthetic_videos["ego"], bad)
-    shutil.copy(synthetic_videos["ego"], tmp_path / "fine.mp4")
+    shutil.copy(synthetic_videos["exo"], os.path.join(folder, b"100%.mp4"))
+    shutil.copy(synthetic_videos["cuts"], tmp_path / "fine.mp4")
     found = discover(tmp_path)
-    assert [c.relpath for c in found.candidates] == ["fine.mp4"]
-    (issue,) = found.issues
-    assert issue.reason_code == q.NON_UTF8_NAME
-    assert issue.input_uri.endswith("caf\\xe9.mp4")
-    issue.input_uri.encode("utf-8")  # safe for an Arrow string column
+    assert found.issues == []
+    by_name = {c.name: c for c in found.candidates}
+    assert set(by_name) == {"caf%E9.mp4", "d%FFir/100%25.mp4", "fine.mp4"}
+    fine = by_name["fine.mp4"]
+    assert fine.uri == fine.path == str(tmp_path / "fine.mp4")  # a UTF-8 name stays as it is
+    for name in ("caf%E9.mp4", "d%FFir/100%25.mp4"):
+        cand = by_name[name]
+        assert cand.uri.startswith("file://") and cand.uri.encode("utf-8")  # storable
+        assert os.fsencode(local_path(cand.uri)) == os.fsencode(cand.path)  # the exact bytes
+        with open(local_path(cand.uri), "rb") as handle:
+            assert handle.read(12)[4:8] == b"ftyp"
+    assert os.fsencode(by_name["caf%E9.mp4"].path) == bad
 
 
 def test_empty_files_and_errors(tmp_path):

@@ -11,11 +11,11 @@ import dataclasses
 
 import pytest
 
-from lakehouse.cutting import cut_clip
-from lakehouse.duplicates import clip_vectors, find_near_duplicates
+from lakehouse.api import Lakehouse
+from lakehouse.enrich.duplicates import clip_vectors, find_near_duplicates
+from lakehouse.ingest.sources import register_source
+from lakehouse.media.cutting import cut_clip
 from lakehouse.pipeline import run_stages
-from lakehouse.sources import register_source
-from lakehouse.store import Lakehouse
 
 
 def frames_and_rate(path) -> tuple[int, float]:

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from conftest import with_models
 
-from lakehouse.embeddings import embed_captions, embed_clips
-from lakehouse.models import RANDOM_TAG
+from lakehouse.api import Lakehouse
+from lakehouse.enrich.embeddings import embed_captions, embed_clips
+from lakehouse.ingest.sources import register_source
+from lakehouse.models.resolve import RANDOM_TAG
 from lakehouse.pipeline import run_stages
-from lakehouse.sources import register_source
-from lakehouse.store import Lakehouse
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def test_switching_models_keeps_old_vectors_and_backfills(
     _, source, _ = _ingest(tiny_clip_config, folder)
     import torch
 
-    from lakehouse.models import load_clip
+    from lakehouse.models.encoders import load_clip
 
     model = load_clip(tiny_clip_config.models)
     for p in model.model.parameters():
@@ -101,14 +101,14 @@ def test_switching_models_keeps_old_vectors_and_backfills(
     lh2 = Lakehouse(tuned)
     result = embed_clips(lh2, source, run_id="r2")
     assert result.details["embedded"] == 2
-    from lakehouse.publish import publish
+    from lakehouse.publication.publish import publish
 
     publish(lh2)  # a stage function writes; readers see its rows once they are published
     models = lh2.sql("select model_id, count(*) as n from clip_embeddings group by 1").to_pylist()
     assert len(models) == 2 and all(m["n"] == 2 for m in models)
     assert embed_clips(lh2, source, run_id="r3").details["embedded"] == 0
 
-    from lakehouse.cli import main
+    from lakehouse.cli.main import main
 
     main(["models", "--root", tuned.root, "--config", _toml(tmp_path, tuned)])
     out = capsys.readouterr().out
@@ -169,8 +169,8 @@ def test_unavailable_clip_model_skips_with_the_message(config, folder, monkeypat
 def test_the_model_starts_before_the_chunk_is_decoded(tiny_clip_config, folder, monkeypatch):
     """Decoding runs one model batch ahead in a thread: the first forward call comes before the
     last batch of the chunk is decoded (not after the whole chunk, as a per-chunk prefetch did)."""
-    from lakehouse import embeddings
-    from lakehouse.models import ClipModel
+    from lakehouse.enrich import embeddings
+    from lakehouse.models.encoders import ClipModel
 
     config = with_models(tiny_clip_config, batch_size=1)
     lh = Lakehouse(config)
@@ -200,19 +200,57 @@ def test_the_model_starts_before_the_chunk_is_decoded(tiny_clip_config, folder, 
 
 
 @pytest.mark.parametrize("depth", [0, 2])
-def test_prefetch_works_depth_items_ahead_and_keeps_order(depth):
-    from lakehouse.embeddings import prefetch
+def test_ahead_works_depth_items_ahead_and_keeps_order(depth):
+    """The one prefetch helper (lakehouse.core.concurrency.ahead): in order; with depth 0 an item
+    is produced only when asked for, with depth N the thread holds N produced items (and one in
+    hand) while the consumer works, never more."""
+    import time
+
+    from lakehouse.core.concurrency import ahead
 
     pulled = []
 
     def items():
         for i in range(6):
             pulled.append(i)
-            yield i
+            yield i * 10
 
     seen = []
-    for value in prefetch(items(), lambda i: i * 10, depth=depth):
-        if not seen:  # when the first result arrives, this many items were handed to the thread
-            assert len(pulled) == depth + 1
+    for value in ahead(items(), depth=depth):
+        if not seen:  # the consumer works on the first item: the thread fills its buffer
+            deadline = time.monotonic() + 5
+            while len(pulled) < depth + 2 and depth and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.05)
+            assert len(pulled) == (depth + 2 if depth else 1)
         seen.append(value)
     assert seen == [0, 10, 20, 30, 40, 50]
+
+
+def test_ahead_raises_the_producers_error_at_its_item_and_stops_when_closed():
+    from lakehouse.core.concurrency import ahead
+
+    def failing():
+        yield 1
+        raise ValueError("bad item")
+
+    got = []
+    with pytest.raises(ValueError, match="bad item"):
+        for value in ahead(failing()):
+            got.append(value)
+    assert got == [1]
+    closed = []
+
+    def endless():
+        try:
+            n = 0
+            while True:
+                n += 1
+                yield n
+        finally:
+            closed.append(True)
+
+    stream = ahead(endless())
+    assert next(stream) == 1
+    stream.close()  # the thread stops and closes the generator it was reading
+    assert closed == [True]

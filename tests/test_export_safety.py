@@ -17,16 +17,16 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from lakehouse.errors import InputError
-from lakehouse.export import confined_path
+from lakehouse.core.errors import InputError
+from lakehouse.subsets.export import confined_path
 
 PROCS = Path(__file__).resolve().parent / "procs.py"
 
 
 @pytest.fixture(scope="module")
 def exportable(tmp_path_factory, synthetic_videos):
-    from lakehouse.config import Config
-    from lakehouse.store import Lakehouse
+    from lakehouse.api import Lakehouse
+    from lakehouse.core.config import Config
 
     base = tmp_path_factory.mktemp("export")
     folder = base / "videos"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lakehouse.keyframes import extract_video_keyframes, plan_reads, sample_times
+from lakehouse.media.frames import extract_video_keyframes, plan_reads, sample_times
 
 
 def test_sample_times_one_per_interval_bounded():
@@ -83,8 +83,8 @@ def test_the_frame_nearest_each_sample_time_is_taken(tmp_path, gop, overhead):
 
 
 def test_thumbnails_are_small_and_upright(tmp_path):
-    from lakehouse import synth
-    from lakehouse.synth import Scene
+    from lakehouse.media import synth
+    from lakehouse.media.synth import Scene
 
     path = tmp_path / "rot.mp4"
     synth.write_video(path, [Scene("exo", 1, 0)], seed=1, size=(320, 240), rotation=90)

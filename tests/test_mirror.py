@@ -12,12 +12,13 @@ import lance
 import pyarrow as pa
 import pytest
 
-from lakehouse import mirror, schemas
-from lakehouse.errors import QueryRefusedError
-from lakehouse.publish import publish
-from lakehouse.scan import refresh_scalar_indexes
-from lakehouse.sql import Session
-from lakehouse.store import Lakehouse
+from lakehouse.api import Lakehouse
+from lakehouse.core import schemas
+from lakehouse.core.errors import QueryRefusedError
+from lakehouse.publication.publish import publish
+from lakehouse.query.session import Session
+from lakehouse.storage import mirror
+from lakehouse.storage.scan import refresh_scalar_indexes
 
 RARE = "a welder lights a welding torch"  # 0.5% of the clips
 SOMETIMES = "a man irons a shirt"  # 3% of the clips

@@ -11,8 +11,9 @@ import pickle
 import pytest
 from conftest import TINY_CLIP, with_models
 
-from lakehouse.errors import ModelUnavailableError
-from lakehouse.models import load_clip, load_text, resolve_clip, resolve_text
+from lakehouse.core.errors import ModelUnavailableError
+from lakehouse.models.encoders import load_clip, load_text
+from lakehouse.models.resolve import resolve_clip, resolve_text
 
 
 class Payload:

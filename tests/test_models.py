@@ -5,15 +5,9 @@ import os
 import pytest
 from conftest import TINY_CLIP, with_models
 
-from lakehouse.errors import ModelUnavailableError
-from lakehouse.models import (
-    RANDOM_TAG,
-    load_clip,
-    load_text,
-    resolve_clip,
-    resolve_text,
-    weights_digest,
-)
+from lakehouse.core.errors import ModelUnavailableError
+from lakehouse.models.encoders import load_clip, load_text
+from lakehouse.models.resolve import RANDOM_TAG, resolve_clip, resolve_text, weights_digest
 
 
 def test_minilm_resolves_offline_from_its_package(config):
@@ -97,7 +91,7 @@ def test_random_test_model_says_so_and_an_explicit_checkpoint_loads(config, tmp_
 
 
 def test_models_command_reports_resolution(tmp_path, capsys):
-    from lakehouse.cli import main
+    from lakehouse.cli.main import main
 
     main(["models", "--root", str(tmp_path)])
     out = capsys.readouterr().out

@@ -16,7 +16,7 @@ from nbclient import NotebookClient
 from PIL import Image
 
 import lakehouse
-from lakehouse.subsets import get_version
+from lakehouse.subsets.versions import get_version
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))

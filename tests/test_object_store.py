@@ -15,8 +15,8 @@ import pytest
 from conftest import TINY_CLIP, with_models
 from test_ray import VOLATILE, few_preview_clips
 
-from lakehouse.config import Config
-from lakehouse.store import Lakehouse
+from lakehouse.api import Lakehouse
+from lakehouse.core.config import Config
 
 boto3 = pytest.importorskip("boto3", reason="moto[server] is not installed (pip install '.[dev]')")
 pytest.importorskip("moto", reason="moto[server] is not installed (pip install '.[dev]')")
@@ -80,7 +80,7 @@ def test_pipeline_sql_and_search_on_s3_match_a_local_root(
     s3_endpoint, tmp_path, preview_dir, monkeypatch
 ):
     from dagster_defs.runner import run_ingest
-    from lakehouse.sources import register_source
+    from lakehouse.ingest.sources import register_source
 
     endpoint, client = s3_endpoint
     folder, annotations = few_preview_clips(preview_dir, tmp_path / "clips")

@@ -7,7 +7,12 @@ from conftest import svg_of
 from PIL import Image
 
 from dagster_defs.metadata import duration_histogram
-from lakehouse.plots import bar_chart_svg, duration_bins, markdown_image, thumbnail_strip_jpeg
+from lakehouse.render.plots import (
+    bar_chart_svg,
+    duration_bins,
+    markdown_image,
+    thumbnail_strip_jpeg,
+)
 
 
 def bars(svg):

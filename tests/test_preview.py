@@ -5,7 +5,7 @@ import json
 import av
 import pytest
 
-from lakehouse.schemas import ANNOTATION_TEXT_FIELDS
+from lakehouse.core.schemas import ANNOTATION_TEXT_FIELDS
 
 
 def test_every_clip_is_ingested_with_every_annotation_field(preview_lakehouse, preview_records):

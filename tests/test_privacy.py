@@ -10,11 +10,11 @@ import tarfile
 import numpy as np
 import pytest
 
-from lakehouse.config import Config, SignalSettings
-from lakehouse.detectors import FrameResult
-from lakehouse.errors import InputError
-from lakehouse.privacy import check_mode, refusal
-from lakehouse.signals import PRIVACY_STATUSES, privacy_status, summarize
+from lakehouse.core.config import Config, SignalSettings
+from lakehouse.core.errors import InputError
+from lakehouse.enrich.signals import PRIVACY_STATUSES, privacy_status, summarize
+from lakehouse.media.detectors import FrameResult
+from lakehouse.subsets.privacy import check_mode, refusal
 
 SETTINGS = SignalSettings()  # face_review_score 0.8
 
@@ -83,10 +83,10 @@ def flagged_lh(config, synthetic_videos, tmp_path):
     """Two generated clips with signals: a tabletop left ``clear`` and a stick figure whose row
     is set to ``faces_visible``, as if the keyframe detector had seen a face there."""
     pytest.importorskip("mediapipe", reason="the signals extra (mediapipe) is not installed")
+    from lakehouse.api import Lakehouse
+    from lakehouse.enrich.signals import compute_signals
+    from lakehouse.ingest.sources import register_source
     from lakehouse.pipeline import run_stages
-    from lakehouse.signals import compute_signals
-    from lakehouse.sources import register_source
-    from lakehouse.store import Lakehouse
 
     folder = tmp_path / "videos"
     folder.mkdir()
@@ -119,7 +119,7 @@ def test_a_blur_export_of_a_clip_whose_faces_the_blurrer_misses(flagged_lh, tmp_
     (0.3, every frame at the video's size) can disagree: here the signals row says
     ``faces_visible`` and the blurrer finds nothing to blur in the generated video. Nothing
     would be hidden, so the clip is left out with a privacy reason; the clear clip goes out."""
-    from lakehouse.export import export_subset
+    from lakehouse.subsets.export import export_subset
 
     lh, clear, flagged = flagged_lh
     lh.materialize_subset("everything")
@@ -143,7 +143,7 @@ def test_a_blur_export_of_a_clip_whose_faces_the_blurrer_misses(flagged_lh, tmp_
 
 
 def test_a_refusing_export_with_no_cleared_clip_writes_an_empty_manifest(flagged_lh, tmp_path):
-    from lakehouse.export import export_subset
+    from lakehouse.subsets.export import export_subset
 
     lh, _, flagged = flagged_lh
     lh.materialize_subset("flagged")

@@ -3,11 +3,11 @@
 import av
 import pytest
 
-from lakehouse import quarantine as q
-from lakehouse import synth
-from lakehouse.ids import hash_file, video_id_from_sha256
-from lakehouse.probe import header_time_limit, probe_file, time_limit
-from lakehouse.synth import Scene
+from lakehouse.core import quarantine as q
+from lakehouse.core.ids import hash_file, video_id_from_sha256
+from lakehouse.media import synth
+from lakehouse.media.probe import header_time_limit, probe_file, time_limit
+from lakehouse.media.synth import Scene
 
 
 def _probe(path, **kw):

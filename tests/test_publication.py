@@ -17,12 +17,13 @@ import lance
 import pyarrow as pa
 import pytest
 
-from lakehouse import schemas
-from lakehouse.errors import PipelineError, PublicationError, TableNotFoundError
-from lakehouse.publish import CURATION_TABLES, SIGNAL_TABLES, publish
-from lakehouse.sources import register_source
-from lakehouse.sql import Session
-from lakehouse.store import Lakehouse
+from lakehouse.api import Lakehouse
+from lakehouse.core import schemas
+from lakehouse.core.errors import PipelineError, PublicationError, TableNotFoundError
+from lakehouse.core.schemas import CURATION_TABLES, SIGNAL_TABLES
+from lakehouse.ingest.sources import register_source
+from lakehouse.publication.publish import publish
+from lakehouse.query.session import Session
 
 PROCS = Path(__file__).resolve().parent / "procs.py"
 
@@ -97,7 +98,7 @@ def test_a_failed_blocking_check_stops_the_dagster_run_before_publication(
     config, source, synthetic_videos
 ):
     from dagster_defs.runner import open_instance, run_ingest
-    from lakehouse.sources import register_source
+    from lakehouse.ingest.sources import register_source
 
     lh = Lakehouse(config)
     register_source(lh, source, name="cam", annotations=[source / "labels.csv"])
@@ -143,9 +144,9 @@ def test_publication_is_per_snapshot_and_never_moves_back(lh):
     assert publish(lh, ["sources"]) == {"sources": lh.dataset("sources").version}
     lh.upsert("sources", [{"source": "b", "uri": "/b", "annotation_files": []}])
     latest = publish(lh, ["sources"])["sources"]
-    from lakehouse.publish import _move_tag
+    from lakehouse.storage.published import move_tag
 
-    _move_tag(lh, "sources", latest - 1)  # a slower publisher of an older snapshot
+    move_tag(lh, "sources", latest - 1)  # a slower publisher of an older snapshot
     assert lh.published_version("sources") == latest
     assert lh.info()[0].published == latest
 
@@ -323,7 +324,7 @@ def test_a_reader_killed_mid_read_does_not_pin_versions_forever(lh):
 
 
 def test_readers_switch_every_table_at_once(lh):
-    from lakehouse.publish import _write_record
+    from lakehouse.storage.published import write_record
 
     for key in ("a", "b"):
         lh.upsert("sources", [{"source": key, "uri": f"/{key}", "annotation_files": []}])
@@ -336,7 +337,7 @@ def test_readers_switch_every_table_at_once(lh):
     # a publisher that died after switching the record but before moving the tags: the record
     # alone decides what readers see, and cleanup keeps what it names
     newer = {t: lh.dataset(t).version for t in first}
-    _write_record(lh, newer)
+    write_record(lh, newer)
     assert lh.published_version("sources") == newer["sources"]
     assert lh.dataset("sources").tags.list()["published"]["version"] == first["sources"]
     _write(lh, "d")

@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from lakehouse import schemas
-from lakehouse.pushdown import like_runs
-from lakehouse.scan import refresh_scalar_indexes
-from lakehouse.store import Lakehouse
+from lakehouse.api import Lakehouse
+from lakehouse.core import schemas
+from lakehouse.query.pushdown import like_runs
+from lakehouse.storage.scan import refresh_scalar_indexes
 
 CAPTIONS = (
     "a person solders a circuit board with a soldering iron",
@@ -254,7 +254,7 @@ def test_like_runs():
 )
 def test_the_refused_cases_would_change_the_result_if_pushed(lakehouses, name):
     """Why the guards exist: forcing the filter into the scan changes these results."""
-    from lakehouse.sql import Session
+    from lakehouse.query.session import Session
 
     sql = NOT_PUSHED[name]
     needle = next(n for n in ("soldering iron", "soldering", "iron") if f"%{n}%" in sql)

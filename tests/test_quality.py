@@ -8,15 +8,15 @@ import shutil
 import numpy as np
 import pytest
 
-from lakehouse import synth
-from lakehouse.config import Config, SignalSettings
-from lakehouse.cutting import cut_clip
-from lakehouse.detectors import MOTION_WIDTH, FrameResult, frame_motion, quality
+from lakehouse.api import Lakehouse
+from lakehouse.core.config import Config, SignalSettings
+from lakehouse.enrich.signals import compute_signals, summarize
+from lakehouse.ingest.sources import register_source
+from lakehouse.media import synth
+from lakehouse.media.cutting import cut_clip
+from lakehouse.media.detectors import MOTION_WIDTH, FrameResult, frame_motion, quality
+from lakehouse.media.synth import Scene
 from lakehouse.pipeline import run_stages
-from lakehouse.signals import compute_signals, summarize
-from lakehouse.sources import register_source
-from lakehouse.store import Lakehouse
-from lakehouse.synth import Scene
 
 W, H, FPS = 320, 240, 15
 PAN_PX_PER_FRAME = 2  # the panning video moves 2 px a frame: 30 px/s, 0.094 frame widths/s
@@ -190,7 +190,7 @@ def test_quality_columns_of_generated_videos(quality_lh):
 
 def test_the_range_check_fails_on_an_out_of_range_signal(quality_lh, tmp_path):
     from dagster_defs.runner import run_ingest
-    from lakehouse.errors import PipelineError
+    from lakehouse.core.errors import PipelineError
 
     lh, _ = quality_lh
     shutil.copytree(lh.root, tmp_path / "lakehouse")

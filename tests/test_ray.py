@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from conftest import TINY_CLIP, with_models
 
-from lakehouse.compute import run_tasks
-from lakehouse.config import ComputeSettings, Config
-from lakehouse.store import Lakehouse
+from lakehouse.api import Lakehouse
+from lakehouse.core.config import ComputeSettings, Config
+from lakehouse.media.compute import run_tasks
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install '.[ray]')")
 
@@ -104,7 +104,7 @@ def rows(lh: Lakehouse, name: str, key: str) -> list[dict]:
 
 def test_ingest_assets_on_ray_write_the_same_tables(ray_cluster, tmp_path, preview_dir):
     from dagster_defs.runner import run_ingest
-    from lakehouse.sources import register_source
+    from lakehouse.ingest.sources import register_source
 
     folder, annotations = few_preview_clips(preview_dir, tmp_path / "clips")
     base = with_models(Config.load(root=tmp_path / "local", env={}), **TINY_CLIP)

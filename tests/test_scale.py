@@ -6,10 +6,10 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from lakehouse import schemas
-from lakehouse.config import Config
-from lakehouse.errors import ConfigError
-from lakehouse.scan import SCALAR_INDEXES, for_sql, refresh_scalar_indexes
+from lakehouse.core import schemas
+from lakehouse.core.config import Config
+from lakehouse.core.errors import ConfigError
+from lakehouse.storage.scan import SCALAR_INDEXES, for_sql, refresh_scalar_indexes
 
 QUERY = (
     "select clip_id, duration_s from clip_facts where viewpoint = ? and taxonomy_l1 = ? "
@@ -78,12 +78,12 @@ def test_duckdb_scans_late_materialize_only_wide_columns(lh):
 def test_the_reused_sql_session_sees_new_writes(lh):
     lh.upsert("clips", clip_rows(0, 10))
     assert lh.sql("select count(*) as n from clip_facts").column("n")[0].as_py() == 10
-    session = lh._sql_session[1]
+    session = lh.caches["lakehouse.query.session"][1]
     assert lh.sql("select count(*) as n from clips").column("n")[0].as_py() == 10
-    assert lh._sql_session[1] is session  # nothing changed: the same session
+    assert lh.caches["lakehouse.query.session"][1] is session  # nothing changed: the same session
     lh.upsert("clips", clip_rows(10, 5))
     assert lh.sql("select count(*) as n from clip_facts").column("n")[0].as_py() == 15
-    assert lh._sql_session[1] is not session
+    assert lh.caches["lakehouse.query.session"][1] is not session
 
 
 def test_compute_backend_is_checked():

@@ -7,9 +7,11 @@ import pytest
 from conftest import with_models
 from paraphrases import PARAPHRASES
 
-from lakehouse.errors import InputError, QueryError
-from lakehouse.search import compile_where, refresh_indexes, search
-from lakehouse.store import Lakehouse
+from lakehouse.api import Lakehouse
+from lakehouse.core.errors import InputError, QueryError
+from lakehouse.search.filters import compile_where
+from lakehouse.search.indexes import refresh_indexes
+from lakehouse.search.ranking import search
 
 FLOORS = {  # measured 2026-11-22: caption 1.00/1.00, text 0.77/0.86, hybrid 0.91/1.00
     "caption": (0.9, 0.95),
@@ -38,10 +40,11 @@ def test_recall_of_paraphrased_queries(preview_lakehouse, external, mode):
     assert recall1 >= floor1 and recall5 >= floor5, (mode, recall1, recall5)
 
 
-def test_results_carry_what_a_user_needs(preview_lakehouse):
+def test_results_carry_what_a_user_needs(preview_lakehouse, external):
     hits = search(preview_lakehouse, "someone dancing in a costume", mode="caption", k=3)
     assert hits.column_names == [
         "clip_id",
+        "external_id",
         "score",
         "uri",
         "start_s",
@@ -56,6 +59,8 @@ def test_results_carry_what_a_user_needs(preview_lakehouse):
     rows = hits.to_pylist()
     assert all(r["viewpoint"] == "exo" and "dance" in r["short_caption"] for r in rows)
     assert rows[0]["score"] >= rows[1]["score"] >= rows[2]["score"]
+    # the user's own id of each clip, beside the internal one
+    assert all(r["external_id"] and r["external_id"] == external[r["clip_id"]] for r in rows)
     assert rows[0]["uri"].endswith(".mp4") and rows[0]["end_s"] > rows[0]["start_s"]
 
 
@@ -109,7 +114,7 @@ def test_more_like_this(preview_lakehouse, external):
 
 
 def test_search_cli_json(preview_lakehouse, capsys):
-    from lakehouse.cli import main
+    from lakehouse.cli.main import main
 
     main(
         [
@@ -137,7 +142,7 @@ def test_search_cli_json(preview_lakehouse, capsys):
 def test_search_like_cli_leaves_the_clip_out_and_ranks_its_nearest(
     preview_lakehouse, external, capsys
 ):
-    from lakehouse.cli import main
+    from lakehouse.cli.main import main
 
     lh = preview_lakehouse
     target = next(c for c, e in external.items() if e == "exo_qsuxyrr3n7o_80")
@@ -161,10 +166,19 @@ def test_search_like_cli_leaves_the_clip_out_and_ranks_its_nearest(
     assert [h["clip_id"] for h in hits] == nearest  # the clip itself is left out
     assert [h["score"] for h in hits] == pytest.approx([best[c] for c in nearest], abs=1e-4)
     assert all(h["mode"] == "caption" for h in hits)
+    known = dict(
+        lh.sql("select clip_id, external_id from clips").to_pylist()
+        and [
+            (r["clip_id"], r["external_id"])
+            for r in lh.sql("select clip_id, external_id from clips").to_pylist()
+        ]
+    )
+    assert [h["external_id"] for h in hits] == [known[c] for c in nearest]  # the user's ids
 
     main(args)  # the table format: a header, the same clips in the same order, a row count
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:2] == ["clip_id", "score"] and lines[-1] == "(3 rows)"
+    header = ["clip_id", "external_id", "score"]
+    assert lines[0].split()[:3] == header and lines[-1] == "(3 rows)"
     assert [line.split()[0] for line in lines[2:-1]] == nearest
     assert target not in "\n".join(lines)
 
@@ -189,7 +203,7 @@ def test_semantic_predicates_inside_sql(preview_lakehouse, preview_records):
 @pytest.fixture
 def synthetic_vectors(config):
     """5,000 clip vectors with metadata, written through the table layer."""
-    from lakehouse.schemas import clip_embeddings_schema
+    from lakehouse.core.schemas import clip_embeddings_schema
 
     rng = np.random.default_rng(0)
     n, dim = 5000, 32
@@ -224,7 +238,8 @@ def synthetic_vectors(config):
 
 
 def test_ann_index_with_selective_prefilter_loses_nothing(synthetic_vectors):
-    from lakehouse.search import Filter, vector_hits
+    from lakehouse.search.filters import Filter
+    from lakehouse.search.ranking import vector_hits
 
     lh, vectors = synthetic_vectors
     report = refresh_indexes(lh)
@@ -243,7 +258,7 @@ def test_ann_index_with_selective_prefilter_loses_nothing(synthetic_vectors):
     got = vector_hits(lh, "clip_embeddings", query, "test-model", Filter(), 10)
     assert len(got) == 10 and got[0]["clip_id"] == "c7"
     # new rows are picked up incrementally
-    from lakehouse.schemas import clip_embeddings_schema
+    from lakehouse.core.schemas import clip_embeddings_schema
 
     lh.upsert(
         "clip_embeddings",

@@ -12,14 +12,14 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from lakehouse.config import Config
-from lakehouse.cutting import cut_clip
-from lakehouse.duplicates import cluster, find_near_duplicates
+from lakehouse.api import Lakehouse
+from lakehouse.core.config import Config
+from lakehouse.enrich.duplicates import cluster, find_near_duplicates
+from lakehouse.enrich.signals import PRIVACY_STATUSES, compute_signals
+from lakehouse.enrich.viewpoint import evaluate_viewpoint, predict_viewpoints
+from lakehouse.ingest.sources import get_source, register_source
+from lakehouse.media.cutting import cut_clip
 from lakehouse.pipeline import run_stages
-from lakehouse.signals import PRIVACY_STATUSES, compute_signals
-from lakehouse.sources import get_source, register_source
-from lakehouse.store import Lakehouse
-from lakehouse.viewpoint import evaluate_viewpoint, predict_viewpoints
 
 pytest.importorskip("mediapipe", reason="the signals extra (mediapipe==0.10.14) is not installed")
 
@@ -323,8 +323,8 @@ def test_hands_on_objects_subset_and_its_lineage(signals_lh, config):
 def test_export_refuses_uncleared_clips_or_blurs_faces(signals_lh, tmp_path):
     import av
 
-    from lakehouse.detectors import FrameAnalyzer
-    from lakehouse.export import export_subset
+    from lakehouse.media.detectors import FrameAnalyzer
+    from lakehouse.subsets.export import export_subset
 
     lh = signals_lh["lh"]
     rows = facts(lh, "source = 'humannet'")
@@ -419,7 +419,7 @@ def test_without_enough_labels_the_classifier_says_what_to_do(config, synthetic_
 def test_signals_command_runs_the_jobs_and_says_what_is_missing(
     config, synthetic_videos, tmp_path, capsys
 ):
-    from lakehouse.cli import main
+    from lakehouse.cli.main import main
 
     lh = Lakehouse(config)
     folder = tmp_path / "videos"
@@ -435,7 +435,7 @@ def test_signals_command_runs_the_jobs_and_says_what_is_missing(
 
 
 def test_exclude_near_duplicates_makes_the_subset_depend_on_the_clusters():
-    from lakehouse.subset_files import references
+    from lakehouse.subsets.files import references
 
     for sql in (
         "select clip_id from exclude_near_duplicates(clip_facts) where hands_frac > 0.5",
@@ -464,7 +464,7 @@ def test_a_video_that_cannot_be_decoded_falls_back_to_its_thumbnails(
 def test_a_frame_the_detectors_reject_costs_its_clip_not_the_batch(
     config, synthetic_videos, tmp_path
 ):
-    from lakehouse.detectors import FrameAnalyzer
+    from lakehouse.media.detectors import FrameAnalyzer
 
     class Picky(FrameAnalyzer):
         """Rejects the first frame it is given (so the first clip analysed fails)."""

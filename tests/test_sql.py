@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from lakehouse.errors import QueryError, QueryRefusedError, QueryTimeoutError
-from lakehouse.sql import Session
-from lakehouse.store import Lakehouse
+from lakehouse.api import Lakehouse
+from lakehouse.core.errors import QueryError, QueryRefusedError, QueryTimeoutError
+from lakehouse.query.session import Session
 
 ESCAPES = [
     "select * from read_csv('/etc/passwd')",
@@ -165,7 +165,7 @@ def test_a_table_written_before_new_columns_still_reads_through_the_views(lh):
     import lance
     import pyarrow as pa
 
-    from lakehouse import schemas
+    from lakehouse.core import schemas
 
     old = pa.schema([f for f in schemas.CLIPS if f.name not in schemas.CLIP_VIDEO_FIELDS])
     row = {n: None for n in old.names} | {"clip_id": "c1", "video_id": "v1", "source": "s"}

@@ -13,10 +13,10 @@ import time
 
 import pytest
 
-from lakehouse import sql_isolated
-from lakehouse.errors import QueryError, QueryRefusedError, QueryTimeoutError
-from lakehouse.sql import Session, run_sql
-from lakehouse.store import Lakehouse
+from lakehouse.api import Lakehouse
+from lakehouse.core.errors import QueryError, QueryRefusedError, QueryTimeoutError
+from lakehouse.query import isolated as sql_isolated
+from lakehouse.query.session import Session, run_sql
 
 CANARY = "/tmp/lakehouse_attack_canary"
 
@@ -100,7 +100,7 @@ SECRETS = [
 
 @pytest.fixture(scope="module")
 def lh(tmp_path_factory):
-    from lakehouse.config import Config
+    from lakehouse.core.config import Config
 
     lh = Lakehouse(Config.load(root=tmp_path_factory.mktemp("attacks") / "lakehouse", env={}))
     lh.upsert("sources", [{"source": "a", "uri": "/a", "annotation_files": []}])
@@ -146,7 +146,7 @@ def test_settings_cannot_be_changed_even_when_smuggled(session, sql):
 @pytest.mark.parametrize("sql", SECRETS)
 def test_settings_paths_logs_and_environment_are_not_revealed(session, sql):
     message = _refused(session, sql)
-    assert session._tmp not in message and os.path.expanduser("~") not in message
+    assert session.tmp not in message and os.path.expanduser("~") not in message
 
 
 def test_nothing_was_written_anywhere():
@@ -257,7 +257,7 @@ def test_the_cli_reports_refusals_in_one_line(lh):
 
 
 def test_search_where_cannot_smuggle_a_query(lh):
-    from lakehouse.search import compile_where
+    from lakehouse.search.filters import compile_where
 
     for where in (
         "1=1) union select content from read_text('/etc/hostname') --",
@@ -271,7 +271,7 @@ def test_search_where_cannot_smuggle_a_query(lh):
 
 
 def test_predicates_lance_would_read_differently_are_evaluated_by_duckdb(lh):
-    from lakehouse.search import compile_where
+    from lakehouse.search.filters import compile_where
 
     for where in ("viewpoint = $$ego$$", "viewpoint = E'eg\\x6f'", "short_caption = 'a\\b'"):
         flt = compile_where(lh, where)

@@ -1,4 +1,4 @@
-"""The per-clip stages plan their work from sorted streams (lakehouse.plan), not whole-source
+"""The per-clip stages plan their work from sorted streams (lakehouse.ingest.plan), not whole-source
 reads: the join helpers, lazily drawn worker tasks, and the stages' incremental behaviour
 (settings changes, removed videos, a source far larger than the memory the plan holds)."""
 
@@ -10,16 +10,20 @@ import tracemalloc
 import pyarrow as pa
 import pytest
 
-from lakehouse import checks, schemas
-from lakehouse.embeddings import CLIP_TABLE, TEXT_TABLE, embed_captions, embed_clips, model_key
-from lakehouse.keyframes import extract_keyframes
-from lakehouse.models import resolve_clip, resolve_text
+from lakehouse.api import Lakehouse
+from lakehouse.core import schemas
+from lakehouse.core.ids import model_key
+from lakehouse.core.schemas import CLIP_TABLE, TEXT_TABLE
+from lakehouse.enrich.embeddings import embed_captions, embed_clips
+from lakehouse.enrich.signals import compute_signals
+from lakehouse.ingest.keyframes import extract_keyframes
+from lakehouse.ingest.plan import Spool, StaleKeys, groups, merge
+from lakehouse.ingest.sources import Source, register_source
+from lakehouse.media.workers import run_supervised
+from lakehouse.models.resolve import resolve_clip, resolve_text
 from lakehouse.pipeline import run_stages
-from lakehouse.plan import Spool, StaleKeys, groups, merge
-from lakehouse.signals import compute_signals
-from lakehouse.sources import Source, register_source
-from lakehouse.store import Lakehouse, in_list
-from lakehouse.workers import run_supervised
+from lakehouse.publication import checks
+from lakehouse.storage.filters import in_list
 
 
 def test_merge_joins_sorted_streams_on_every_key():
@@ -57,9 +61,9 @@ def test_spool_returns_items_in_order_in_chunks():
 
 
 def test_stale_keys_delete_in_bounded_filters_within_the_scope(lh, monkeypatch):
-    import lakehouse.plan
+    import lakehouse.ingest.plan
 
-    monkeypatch.setattr(lakehouse.plan, "SYNC_DELETE_KEYS", 3)
+    monkeypatch.setattr(lakehouse.ingest.plan, "SYNC_DELETE_KEYS", 3)
     schema = pa.schema([pa.field("row_id", pa.string(), False, schemas.PK_METADATA)])
     schema = schema.append(pa.field("clip_id", pa.string())).append(pa.field("src", pa.string()))
     rows = [
@@ -294,7 +298,7 @@ def _synthetic_source(lh: Lakehouse, clip_model: str, text_model: str) -> None:
         },
         schemas.clip_embeddings_schema(dim),
     )
-    from lakehouse.detectors import resolve_signals_model
+    from lakehouse.media.detectors import resolve_signals_model
 
     signals_model = resolve_signals_model()
     key = model_key(signals_model)
@@ -310,7 +314,7 @@ def _synthetic_source(lh: Lakehouse, clip_model: str, text_model: str) -> None:
         },
     )
     key = model_key(text_model)
-    from lakehouse.embeddings import _text_hash
+    from lakehouse.enrich.embeddings import text_hash
 
     table(
         TEXT_TABLE,
@@ -319,7 +323,7 @@ def _synthetic_source(lh: Lakehouse, clip_model: str, text_model: str) -> None:
             "embedding_id": pa.array([f"{c}:short_caption:{key}" for c in ids]),
             "field": pa.array(["short_caption"] * n),
             "text": pa.array(caption),
-            "text_hash": pa.array([_text_hash(t) for t in caption]),
+            "text_hash": pa.array([text_hash(t) for t in caption]),
             "model_id": pa.array([text_model] * n),
             "vector": vector,
         },

@@ -1,6 +1,6 @@
 """Merge semantics of the table layer."""
 
-from lakehouse.store import in_list, sql_literal
+from lakehouse.storage.filters import in_list, sql_literal
 
 
 def _src(name, uri="/x"):
@@ -40,7 +40,7 @@ def test_filter_literals_are_quoted():
 def test_tables_written_by_older_code_gain_new_columns(lh):
     import lance
 
-    from lakehouse import schemas
+    from lakehouse.core import schemas
 
     old = schemas.SOURCES.remove(schemas.SOURCES.get_field_index("viewpoint"))
     lance.write_dataset(
@@ -56,8 +56,8 @@ def test_a_failure_found_again_in_other_words_commits_nothing(lh):
     a new reason for the same input is recorded."""
     from types import SimpleNamespace
 
-    from lakehouse import quarantine as q
-    from lakehouse.stage import record_issues
+    from lakehouse.core import quarantine as q
+    from lakehouse.ingest.stage import record_issues
 
     source = SimpleNamespace(name="cam", scope="source = 'cam'")
 
@@ -94,10 +94,10 @@ def test_sync_batches_streams_many_flushes_to_the_same_rows_as_one_sync(lh, monk
     scope; its outcome is that of one sync: inserts, updates of changed rows only (NaN equal to
     NaN; the run_id alone is no change), a key given twice keeps its last row, stale keys
     (more than one delete filter's worth) deleted, rows outside the scope untouched."""
-    from lakehouse import store
+    from lakehouse.storage import sync
 
-    monkeypatch.setattr(store, "SYNC_FLUSH_ROWS", 7)
-    monkeypatch.setattr(store, "SYNC_DELETE_KEYS", 4)
+    monkeypatch.setattr(sync, "SYNC_FLUSH_ROWS", 7)
+    monkeypatch.setattr(sync, "SYNC_DELETE_KEYS", 4)
     lh.upsert("annotations", [_ann(i, score=float("nan")) for i in range(40)])
     lh.upsert("annotations", [_ann(i, source="other") for i in range(5)])
     before = lh.dataset("annotations").version

@@ -7,12 +7,13 @@ import json
 
 import pytest
 
-import lakehouse.annotations as annotations  # the package's __future__ import shadows the name
-from lakehouse import clips, store
-from lakehouse.config import Config
+import lakehouse.ingest.annotations as annotations
+from lakehouse.api import Lakehouse
+from lakehouse.core.config import Config
+from lakehouse.ingest import clips
+from lakehouse.ingest.sources import register_source
 from lakehouse.pipeline import run_stages
-from lakehouse.sources import register_source
-from lakehouse.store import Lakehouse
+from lakehouse.storage import sync
 
 TABLES = ("annotations", "clips", "quarantine")
 
@@ -67,8 +68,8 @@ def _tables(lh: Lakehouse) -> dict[str, list[dict]]:
 def small_batches(monkeypatch):
     monkeypatch.setattr(annotations, "ROW_BATCH", 4)
     monkeypatch.setattr(clips, "ROW_BATCH", 3)
-    monkeypatch.setattr(store, "SYNC_FLUSH_ROWS", 5)
-    monkeypatch.setattr(store, "SYNC_DELETE_KEYS", 3)
+    monkeypatch.setattr(sync, "SYNC_FLUSH_ROWS", 5)
+    monkeypatch.setattr(sync, "SYNC_DELETE_KEYS", 3)
 
 
 def test_streamed_stages_leave_the_tables_of_one_batch(tmp_path, small_batches, monkeypatch):
@@ -80,7 +81,7 @@ def test_streamed_stages_leave_the_tables_of_one_batch(tmp_path, small_batches, 
     assert streamed.dataset("clips").version > 5
     monkeypatch.setattr(annotations, "ROW_BATCH", 10**6)
     monkeypatch.setattr(clips, "ROW_BATCH", 10**6)
-    monkeypatch.setattr(store, "SYNC_FLUSH_ROWS", 10**6)
+    monkeypatch.setattr(sync, "SYNC_FLUSH_ROWS", 10**6)
     whole = Lakehouse(Config.load(root=tmp_path / "whole", env={}))
     _run(whole, folder, files)
     assert whole.dataset("clips").version == 2  # created, then one merge

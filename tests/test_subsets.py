@@ -12,12 +12,12 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import svg_of
 
-from lakehouse.config import Config
-from lakehouse.errors import InputError, QueryError, QueryRefusedError
-from lakehouse.export import confined_path
-from lakehouse.store import Lakehouse
-from lakehouse.subset_files import dependencies, find_subsets, parse_subset, references
-from lakehouse.subsets import (
+from lakehouse.api import Lakehouse
+from lakehouse.core.config import Config
+from lakehouse.core.errors import InputError, QueryError, QueryRefusedError
+from lakehouse.subsets.export import confined_path
+from lakehouse.subsets.files import dependencies, find_subsets, parse_subset, references
+from lakehouse.subsets.versions import (
     diff_subset,
     get_version,
     materialize_subset,
@@ -155,7 +155,7 @@ def test_example_subsets_return_what_their_definitions_imply(grown, preview_reco
 
 
 def test_the_default_thirty_second_threshold(grown, preview_records):
-    from lakehouse.subsets import evaluate
+    from lakehouse.subsets.evaluate import evaluate
 
     lh = grown["lh"]
     definition = find_subsets(lh.config)["egocentric_tool_use_over_30s"]
@@ -256,7 +256,7 @@ def test_export_parquet_jsonl_webdataset(grown, tmp_path):
 def test_cut_is_frame_accurate(synthetic_videos):
     import av
 
-    from lakehouse.cutting import cut_clip
+    from lakehouse.media.cutting import cut_clip
 
     path = str(synthetic_videos["cuts"])
     with av.open(path) as container:
@@ -295,7 +295,7 @@ def test_symlinked_folders_in_exports_are_refused(tmp_path, grown):
 
 
 def test_interrupted_export_leaves_no_complete_looking_files(grown, tmp_path, monkeypatch):
-    import lakehouse.cutting as cutting
+    import lakehouse.media.cutting as cutting
 
     real = cutting.cut_clip
     calls = []
@@ -464,7 +464,7 @@ def test_cli_materializes_through_dagster_and_exports(grown, tmp_path, capsys):
     import dagster as dg
 
     from dagster_defs.runner import open_instance
-    from lakehouse.cli import main
+    from lakehouse.cli.main import main
 
     mine = tmp_path / "mine"
     write(
@@ -497,6 +497,16 @@ def test_cli_materializes_through_dagster_and_exports(grown, tmp_path, capsys):
         "and duration_s <= 10"
     )
     assert sorted(diff["added"]) == sorted(between.column("clip_id").to_pylist())
+    # the clips as the user knows them: their own ids and captions beside the internal ones
+    known = {
+        r["clip_id"]: r
+        for r in lh.sql("select clip_id, external_id, short_caption from clip_facts").to_pylist()
+    }
+    assert [c["clip_id"] for c in diff["added_clips"]] == diff["added"] and diff["added"]
+    assert all(c == known[c["clip_id"]] for c in diff["added_clips"])
+    code, out, _ = cli("subset", "diff", "exo_over_5s", "2", "1")
+    first = diff["added_clips"][0]
+    assert f"+ {first['clip_id']}  {first['external_id']}  " in out
     code, out, _ = cli("subset", "list")
     assert "exo_over_5s" in out and "third_person_dance" in out
     code, out, _ = cli("subset", "show", "exo_over_5s", "--format", "json")

@@ -24,9 +24,9 @@ from PIL import Image
 
 from dagster_defs.definitions import build_defs
 from dagster_defs.runner import run_ingest, run_subset
-from lakehouse.config import Config
-from lakehouse.sources import register_source
-from lakehouse.store import Lakehouse
+from lakehouse.api import Lakehouse
+from lakehouse.core.config import Config
+from lakehouse.ingest.sources import register_source
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -220,7 +220,7 @@ def test_every_table_and_subset_asset_is_drawn_with_its_upstream_edges(ui):
             browser.close()
 
 
-SLATEBLUE = (106, 90, 205)  # the bars of lakehouse.plots.bar_chart_svg
+SLATEBLUE = (106, 90, 205)  # the bars of lakehouse.render.plots.bar_chart_svg
 
 
 def dismiss_dialogs(page, wait_ms: int = 0) -> None:

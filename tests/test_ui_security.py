@@ -20,7 +20,7 @@ import urllib.request
 
 import pytest
 
-from lakehouse.ui_guard import OriginGuard, host_name
+from lakehouse.cli.ui_guard import OriginGuard, host_name
 
 pytestmark = pytest.mark.slow
 

@@ -11,10 +11,10 @@ import textwrap
 import numpy as np
 import pytest
 
-from lakehouse.schemas import clip_embeddings_schema
-from lakehouse.search import refresh_indexes
-from lakehouse.store import Lakehouse
-from lakehouse.vectors import vector_table
+from lakehouse.api import Lakehouse
+from lakehouse.core.schemas import clip_embeddings_schema
+from lakehouse.search.indexes import refresh_indexes
+from lakehouse.search.vectors import vector_table
 
 DIM = 32
 COLUMNS = ["clip_id", "viewpoint", "duration_s"]
@@ -155,9 +155,9 @@ def test_writes_by_another_process_are_seen_by_a_warm_handle(table, tmp_path):
     script = textwrap.dedent(
         f"""
         import numpy as np
-        from lakehouse.config import Config
-        from lakehouse.schemas import clip_embeddings_schema
-        from lakehouse.store import Lakehouse
+        from lakehouse.core.config import Config
+        from lakehouse.core.schemas import clip_embeddings_schema
+        from lakehouse.api import Lakehouse
         lh = Lakehouse(Config.load(root={lh.root!r}, env={{}}))
         q = np.load({str(tmp_path / "q.npy")!r})
         lh.upsert("clip_embeddings", [{{
@@ -176,7 +176,7 @@ def test_writes_by_another_process_are_seen_by_a_warm_handle(table, tmp_path):
 
 
 def test_a_query_vector_of_the_wrong_width_is_a_clear_error(table):
-    from lakehouse.errors import InputError
+    from lakehouse.core.errors import InputError
 
     lh, _ = table
     with pytest.raises(InputError, match="32-d vectors"):
@@ -186,7 +186,7 @@ def test_a_query_vector_of_the_wrong_width_is_a_clear_error(table):
 
 
 def test_rows_are_read_by_row_id_in_order_without_the_private_take(table):
-    from lakehouse.vectors import _take
+    from lakehouse.search.vectors import take_by_row_id
 
     lh, _ = table
     ds = lh.dataset("clip_embeddings")
@@ -199,7 +199,7 @@ def test_rows_are_read_by_row_id_in_order_without_the_private_take(table):
 
     expected = [ids.column("clip_id")[i].as_py() for i in (40, 3, 17)]
     for handle in (ds, PublicOnly(ds)):
-        assert [r["clip_id"] for r in _take(handle, wanted, ["clip_id"])] == expected
+        assert [r["clip_id"] for r in take_by_row_id(handle, wanted, ["clip_id"])] == expected
 
 
 def test_a_filter_that_excludes_the_query_neighbourhood_still_finds_its_rows(config):

@@ -1,6 +1,6 @@
 import time
 
-from lakehouse.workers import request_time_limit, run_supervised
+from lakehouse.media.workers import request_time_limit, run_supervised
 
 
 def _by_key(outcomes):

@@ -8,19 +8,18 @@ import warnings
 
 import dagster as dg
 
-from dagster_defs.ingest.assets import clips, quarantine
 from dagster_defs.ingest.partitions import sources_partitions
 from dagster_defs.metadata import check_result
 from dagster_defs.resources import LakehouseResource
-from lakehouse import checks
-from lakehouse.sql import Session
+from lakehouse.publication import checks
+from lakehouse.query.session import Session
 
 # Partitioned asset checks are a preview feature in Dagster 1.13; they are what lets a check
 # look at exactly the source partition that was just materialized.
 warnings.filterwarnings("ignore", category=dg.PreviewWarning, module="dagster")
 
 
-@dg.asset_check(asset=clips, blocking=True, partitions_def=sources_partitions)
+@dg.asset_check(asset="clips", blocking=True, partitions_def=sources_partitions)
 def clip_spans_within_video(
     context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource
 ) -> dg.AssetCheckResult:
@@ -29,7 +28,7 @@ def clip_spans_within_video(
         return check_result(checks.clip_spans_within_video(session, context.partition_key))
 
 
-@dg.asset_check(asset=clips, blocking=True, partitions_def=sources_partitions)
+@dg.asset_check(asset="clips", blocking=True, partitions_def=sources_partitions)
 def unique_clip_id(
     context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource
 ) -> dg.AssetCheckResult:
@@ -39,7 +38,7 @@ def unique_clip_id(
 
 
 @dg.asset_check(
-    asset=clips,
+    asset="clips",
     partitions_def=sources_partitions,
     additional_deps=[dg.AssetKey("annotations")],
 )
@@ -51,7 +50,7 @@ def annotation_coverage(
         return check_result(checks.annotation_coverage(session, context.partition_key))
 
 
-@dg.asset_check(asset=quarantine, partitions_def=sources_partitions)
+@dg.asset_check(asset="quarantine", partitions_def=sources_partitions)
 def quarantine_counts(
     context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource
 ) -> dg.AssetCheckResult:

@@ -6,12 +6,13 @@ import warnings
 import dagster as dg
 
 from dagster_defs.ingest.partitions import sources_partitions
-from dagster_defs.metadata import check_result
+from dagster_defs.metadata import check_result, skipped_check
 from dagster_defs.resources import LakehouseResource
-from dagster_defs.signals.assets import near_duplicates, signals, viewpoint_predictions
-from lakehouse import checks
-from lakehouse.errors import ModelUnavailableError
-from lakehouse.sql import Session
+from lakehouse.core.errors import ModelUnavailableError
+from lakehouse.core.schemas import DUPLICATES_TABLE, VIEWPOINT_TABLE
+from lakehouse.media.detectors import resolve_signals_model
+from lakehouse.publication import checks
+from lakehouse.query.session import Session
 
 warnings.filterwarnings("ignore", category=dg.PreviewWarning, module="dagster")
 
@@ -25,33 +26,29 @@ def _latest(lakehouse: LakehouseResource, sql: str, params: list | None = None) 
         return session.query(sql, params).to_pylist()
 
 
-@dg.asset_check(asset=signals, blocking=True, partitions_def=sources_partitions)
+@dg.asset_check(asset="signals", blocking=True, partitions_def=sources_partitions)
 def signal_values_in_range(
     context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource
 ) -> dg.AssetCheckResult:
-    """Every value in its range (``lakehouse.signals.out_of_range_sql``: fractions, areas, grey
-    levels in [0, 1], sharpness and motion not negative), the 0/1/2-hand fractions add up to 1,
-    and every privacy_status is a known one. It reads the latest versions: the rows the asset
-    just wrote, before readers see them (``published_signals`` runs it again on what it
+    """Every value in its range (``lakehouse.enrich.signals.out_of_range_sql``: fractions,
+    areas, grey levels in [0, 1], sharpness and motion not negative), the 0/1/2-hand fractions add
+    up to 1, and every privacy_status is a known one. It reads the latest versions: the rows the
+    asset just wrote, before readers see them (``published_signals`` runs it again on what it
     publishes)."""
     with Session(lakehouse.open(), latest=True) as session:
         outcome = checks.signal_values_in_range(session, context.partition_key)
     return check_result(outcome)
 
 
-@dg.asset_check(asset=signals, partitions_def=sources_partitions)
+@dg.asset_check(asset="signals", partitions_def=sources_partitions)
 def signal_coverage(
     context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource
 ) -> dg.AssetCheckResult:
     """Share of the source's clips with keyframes that have signals from the current models."""
-    from lakehouse.detectors import resolve_signals_model
-
     try:
         model_id = resolve_signals_model()
-    except ModelUnavailableError as exc:
-        return dg.AssetCheckResult(
-            passed=False, severity=dg.AssetCheckSeverity.WARN, metadata={"message": str(exc)}
-        )
+    except ModelUnavailableError as exc:  # nothing to measure coverage by: a skip
+        return skipped_check("model unavailable", str(exc))
     row = _latest(
         lakehouse,
         """
@@ -76,7 +73,7 @@ def signal_coverage(
     )
 
 
-@dg.asset_check(asset=signals, partitions_def=sources_partitions)
+@dg.asset_check(asset="signals", partitions_def=sources_partitions)
 def privacy_review_queue(
     context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource
 ) -> dg.AssetCheckResult:
@@ -97,7 +94,7 @@ def privacy_review_queue(
     )
 
 
-@dg.asset_check(asset=viewpoint_predictions)
+@dg.asset_check(asset=VIEWPOINT_TABLE)
 def viewpoint_held_out_accuracy(lakehouse: LakehouseResource) -> dg.AssetCheckResult:
     """Accuracy of the stored out-of-fold predictions on the labelled clips (warns under 0.8)."""
     row = _latest(
@@ -120,7 +117,7 @@ def viewpoint_held_out_accuracy(lakehouse: LakehouseResource) -> dg.AssetCheckRe
     )
 
 
-@dg.asset_check(asset=near_duplicates, blocking=True)
+@dg.asset_check(asset=DUPLICATES_TABLE, blocking=True)
 def one_representative_per_cluster(lakehouse: LakehouseResource) -> dg.AssetCheckResult:
     """Every cluster has exactly one representative (itself), and every member is within the
     threshold of it (on the latest version, before ``published_curation`` publishes it)."""

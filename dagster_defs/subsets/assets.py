@@ -10,16 +10,16 @@ import dagster as dg
 
 from dagster_defs.metadata import duration_histogram, markdown_table
 from dagster_defs.resources import LakehouseResource
-from lakehouse.config import Config
-from lakehouse.errors import InputError, LakehouseError
-from lakehouse.sql import read_views
-from lakehouse.subset_files import (
+from lakehouse.core.config import Config
+from lakehouse.core.errors import InputError, LakehouseError
+from lakehouse.query.session import read_views
+from lakehouse.subsets.files import (
     SubsetDefinition,
     direct_dependencies,
     find_subsets,
     subset_dependencies,
 )
-from lakehouse.subsets import SubsetVersion, materialize_subset
+from lakehouse.subsets.versions import SubsetVersion, materialize_subset
 
 GROUP = "subsets"
 VIEWS_GROUP = "views"

@@ -16,12 +16,12 @@ class State:
         self.verbose = 0
 
     def config(self) -> Any:
-        from lakehouse.config import Config
+        from lakehouse.core.config import Config
 
         return Config.load(root=self.root, config_file=self.config_file)
 
     def lakehouse(self) -> Any:
-        from lakehouse.store import Lakehouse
+        from lakehouse.api import Lakehouse
 
         return Lakehouse(self.config())
 

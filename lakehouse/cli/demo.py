@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lakehouse import synth
-from lakehouse.synth import Scene
+from lakehouse.media import synth
+from lakehouse.media.synth import Scene
 
 MARKER = ".demo-corpus-v1"
 
@@ -192,9 +192,9 @@ def run_demo(
     import logging
 
     from dagster_defs.runner import run_ingest
-    from lakehouse.output import to_text_table
-    from lakehouse.sources import register_source
-    from lakehouse.store import Lakehouse
+    from lakehouse.api import Lakehouse
+    from lakehouse.ingest.sources import register_source
+    from lakehouse.render.output import to_text_table
 
     echo(f"Generating the demo corpus in {corpus} …")
     root = build_corpus(corpus)
@@ -248,9 +248,9 @@ def _subset_demo(
     import logging
 
     from dagster_defs.runner import run_subset
-    from lakehouse.export import export_subset
-    from lakehouse.output import to_text_table
-    from lakehouse.subsets import get_version, latest_version, reproduce_subset
+    from lakehouse.render.output import to_text_table
+    from lakehouse.subsets.export import export_subset
+    from lakehouse.subsets.versions import get_version, latest_version, reproduce_subset
 
     echo(f"Subset sql/subsets/{DEMO_SUBSET}.sql, with min_duration_s = 5:")
     if latest_version(lh, DEMO_SUBSET) == 0:
@@ -288,10 +288,10 @@ order by similarity desc
 
 def _semantic_demo(lh: Any, echo: Callable[..., None]) -> None:
     """Semantic search by caption (offline model) and, where CLIP weights exist, visually."""
-    from lakehouse.errors import LakehouseError
-    from lakehouse.models import resolve_clip
-    from lakehouse.output import to_text_table
-    from lakehouse.search import search
+    from lakehouse.core.errors import LakehouseError
+    from lakehouse.models.resolve import resolve_clip
+    from lakehouse.render.output import to_text_table
+    from lakehouse.search.ranking import search
 
     echo(f"Semantic search (lakehouse search {SEARCH_QUERY!r} --mode caption -k 3):")
     try:

@@ -12,8 +12,8 @@ from typing import Any
 
 import click
 
-from lakehouse.cli_common import State, common_options
-from lakehouse.errors import LakehouseError
+from lakehouse.cli.common import State, common_options
+from lakehouse.core.errors import LakehouseError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,11 +51,11 @@ def ingest(
     mapping: str | None,
 ) -> None:
     """Ingest a folder of videos (and annotation files) as one source, through Dagster."""
-    from lakehouse.annotation_files import ColumnMapping
-    from lakehouse.sources import register_source
+    from lakehouse.ingest.annotation_files import ColumnMapping
+    from lakehouse.ingest.sources import register_source
 
     config = state.config()
-    from lakehouse.store import Lakehouse
+    from lakehouse.api import Lakehouse
 
     lh = Lakehouse(config)
     src = register_source(
@@ -132,7 +132,7 @@ def tables(state: State) -> None:
 @common_options
 def sources(state: State) -> None:
     """List the registered sources (one Dagster partition each)."""
-    from lakehouse.sources import list_sources
+    from lakehouse.ingest.sources import list_sources
 
     for src in list_sources(state.lakehouse()):
         files = ", ".join(src.annotation_files) or "no annotation files"
@@ -154,8 +154,8 @@ def sources(state: State) -> None:
 @common_options
 def sql(state: State, query: str, fmt: str, out: str | None, params: tuple[str, ...]) -> None:
     """Run one read-only SQL query (or a .sql file) over the lakehouse tables and views."""
-    from lakehouse.output import emit
-    from lakehouse.sql import read_query_arg
+    from lakehouse.query.session import read_query_arg
+    from lakehouse.render.output import emit
 
     lh = state.lakehouse()
     # a query typed here may be anyone's: it runs in its own process under hard limits
@@ -210,13 +210,13 @@ def search(
     html_file: str | None,
 ) -> None:
     """Semantic search: clips matching TEXT (or --like CLIP_ID), within --where."""
-    from lakehouse.errors import InputError
-    from lakehouse.output import emit
+    from lakehouse.core.errors import InputError
+    from lakehouse.render.output import emit
 
     if (text is None) == (like is None):
         raise InputError("Give a query TEXT or --like CLIP_ID (not both).")
     if html_file:
-        from lakehouse.contact_sheet import check_target
+        from lakehouse.render.contact_sheet import check_target
 
         check_target(html_file)  # before the search, not after it
     lh = state.lakehouse()
@@ -230,8 +230,8 @@ def search(
     )
     emit(table, fmt, out, sys.stdout)
     if html_file:
-        from lakehouse.contact_sheet import contact_sheet
-        from lakehouse.search import bind_parameters
+        from lakehouse.render.contact_sheet import contact_sheet
+        from lakehouse.search.filters import bind_parameters
 
         query = f"clips like {like}" if like else repr(text)
         condition = bind_parameters(where, [_coerce(p) for p in params]) if where else None
@@ -249,8 +249,8 @@ def search(
 @common_options
 def models(state: State) -> None:
     """Show what each configured model resolves to, and the vectors stored per model."""
-    from lakehouse.embeddings import CLIP_TABLE, TEXT_TABLE
-    from lakehouse.models import resolve_clip, resolve_text
+    from lakehouse.core.schemas import CLIP_TABLE, TEXT_TABLE
+    from lakehouse.models.resolve import resolve_clip, resolve_text
 
     lh = state.lakehouse()
     settings = lh.config.models
@@ -269,7 +269,7 @@ def models(state: State) -> None:
         if resolved.message:
             click.echo(f"  note:        {resolved.message}")
         if lh.exists(table):
-            from lakehouse.sql import Session
+            from lakehouse.query.session import Session
 
             with Session(lh, latest=True) as session:  # what is stored, published or not
                 counts = session.query(
@@ -290,7 +290,7 @@ def embed(state: State, source: str | None) -> None:
 
     from dagster_defs.definitions import EMBED_JOB
     from dagster_defs.runner import run_ingest
-    from lakehouse.sources import get_source, list_sources
+    from lakehouse.ingest.sources import get_source, list_sources
 
     config = state.config()
     lh = state.lakehouse()
@@ -311,7 +311,7 @@ def signals(state: State, source: str | None) -> None:
 
     from dagster_defs.definitions import SIGNALS_JOB
     from dagster_defs.runner import run_curation, run_ingest
-    from lakehouse.sources import get_source, list_sources
+    from lakehouse.ingest.sources import get_source, list_sources
 
     config = state.config()
     lh = state.lakehouse()
@@ -350,7 +350,7 @@ def _format_signals(report: Any) -> str:
 @common_options
 def quarantine(state: State, source: str | None) -> None:
     """Show every input that could not be used, with its stage and reason."""
-    from lakehouse.output import to_text_table
+    from lakehouse.render.output import to_text_table
 
     query = "select source, stage, reason_code, input_uri, locator, message from quarantine"
     params = None
@@ -383,7 +383,7 @@ def config(state: State) -> None:
 @common_options
 def demo(state: State, corpus: str, exports: str) -> None:
     """Generate a small synthetic corpus, ingest it through Dagster, query it, make a subset."""
-    from lakehouse.demo import run_demo
+    from lakehouse.cli.demo import run_demo
 
     run_demo(state.config(), corpus, echo=click.echo, verbose=state.verbose, exports=exports)
 
@@ -400,7 +400,7 @@ def demo(state: State, corpus: str, exports: str) -> None:
 @common_options
 def ui(state: State, port: int, read_only: bool, allow_hosts: tuple[str, ...]) -> None:
     """Start the Dagster UI for this lakehouse (bound to 127.0.0.1; see the README's warning)."""
-    from lakehouse.ui import run_ui
+    from lakehouse.cli.ui import run_ui
 
     code = run_ui(
         state.config(),
@@ -414,7 +414,7 @@ def ui(state: State, port: int, read_only: bool, allow_hosts: tuple[str, ...]) -
 
 
 def _register_groups() -> None:
-    from lakehouse.cli_subset import subset
+    from lakehouse.cli.subset import subset
 
     cli.add_command(subset)
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from lakehouse.cli_common import State, common_options
-from lakehouse.errors import InputError
+from lakehouse.cli.common import State, common_options
+from lakehouse.core.errors import InputError
 
 
 @click.group()
@@ -23,8 +23,8 @@ def list_cmd(state: State) -> None:
     """Subset files and materialized subsets, with their latest version."""
     import pyarrow as pa
 
-    from lakehouse.output import to_text_table
-    from lakehouse.subsets import list_subsets
+    from lakehouse.render.output import to_text_table
+    from lakehouse.subsets.versions import list_subsets
 
     rows = list_subsets(state.lakehouse())
     for row in rows:
@@ -44,8 +44,8 @@ def list_cmd(state: State) -> None:
 @common_options
 def show(state: State, name: str, version: int | None, fmt: str) -> None:
     """A subset's definition, its versions and what one version pinned."""
-    from lakehouse.subset_files import find_subsets
-    from lakehouse.subsets import SubsetNotFoundError, get_version, versions_of
+    from lakehouse.subsets.files import find_subsets
+    from lakehouse.subsets.versions import SubsetNotFoundError, get_version, versions_of
 
     lh = state.lakehouse()
     definition = find_subsets(lh.config).get(name)
@@ -104,7 +104,7 @@ def materialize(state: State, name: str, params: tuple[str, ...]) -> None:
     import logging
 
     from dagster_defs.runner import run_subset
-    from lakehouse.subsets import get_version
+    from lakehouse.subsets.versions import get_version
 
     config = state.config()
     level = logging.DEBUG if state.verbose else logging.WARNING
@@ -125,7 +125,7 @@ def materialize(state: State, name: str, params: tuple[str, ...]) -> None:
 @common_options
 def reproduce(state: State, name: str, version: int | None) -> None:
     """Re-run a recorded version against its pinned tables; exit 1 if the clips differ."""
-    from lakehouse.subsets import reproduce_subset
+    from lakehouse.subsets.versions import reproduce_subset
 
     result = reproduce_subset(state.lakehouse(), name, version)
     record = result.record
@@ -140,10 +140,29 @@ def reproduce(state: State, name: str, version: int | None) -> None:
         err=True,
     )
     for clip_id in result.missing:
-        click.echo(f"- {clip_id}")
+        click.echo(_clip_line("-", clip_id, result.clips))
     for clip_id in result.extra:
-        click.echo(f"+ {clip_id}")
+        click.echo(_clip_line("+", clip_id, result.clips))
     sys.exit(1)
+
+
+def _clip_line(mark: str, clip_id: str, clips: dict[str, dict[str, Any]]) -> str:
+    """``+ clip_id  external_id  caption``: the clip as the user knows it, beside its id."""
+    clip = clips.get(clip_id, {})
+    caption = " ".join(str(clip.get("short_caption") or "").split())
+    caption = caption if len(caption) <= 80 else caption[:79] + "…"
+    return f"{mark} {clip_id}  {clip.get('external_id') or '-'}  {caption}".rstrip()
+
+
+def _clip_objects(clip_ids: list[str], clips: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "clip_id": clip_id,
+            "external_id": clips.get(clip_id, {}).get("external_id"),
+            "short_caption": clips.get(clip_id, {}).get("short_caption"),
+        }
+        for clip_id in clip_ids
+    ]
 
 
 @subset.command()
@@ -154,20 +173,19 @@ def reproduce(state: State, name: str, version: int | None) -> None:
 @common_options
 def diff(state: State, name: str, a: int, b: int, fmt: str) -> None:
     """Clips added (+) and removed (-) from version A to version B."""
-    from lakehouse.subsets import diff_subset
+    from lakehouse.subsets.versions import diff_subset
 
     result = diff_subset(state.lakehouse(), name, a, b)
     if fmt == "json":
-        click.echo(
-            json.dumps(
-                {"name": name, "a": a, "b": b, "added": result.added, "removed": result.removed}
-            )
-        )
+        out = {"name": name, "a": a, "b": b, "added": result.added, "removed": result.removed}
+        out["added_clips"] = _clip_objects(result.added, result.clips)
+        out["removed_clips"] = _clip_objects(result.removed, result.clips)
+        click.echo(json.dumps(out, ensure_ascii=False))
         return
     for clip_id in result.added:
-        click.echo(f"+ {clip_id}")
+        click.echo(_clip_line("+", clip_id, result.clips))
     for clip_id in result.removed:
-        click.echo(f"- {clip_id}")
+        click.echo(_clip_line("-", clip_id, result.clips))
     click.echo(
         f"{name} v{a} → v{b}: {len(result.added)} added, {len(result.removed)} removed, "
         f"{result.kept} kept",
@@ -205,7 +223,7 @@ def export(
     privacy: str | None,
 ) -> None:
     """Export a subset version as a Parquet or JSONL manifest, or WebDataset shards."""
-    from lakehouse.export import export_subset
+    from lakehouse.subsets.export import export_subset
 
     tty = sys.stderr.isatty()
 

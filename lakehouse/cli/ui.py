@@ -3,7 +3,7 @@
 The UI binds 127.0.0.1 only. Anyone who can reach its port can launch runs (materialize, wipe
 assets' history) without logging in: do not expose it on a shared network; tunnel to it (e.g.
 ``ssh -L 3000:127.0.0.1:3000 host``) and use ``--read-only`` where you only need to look.
-Web pages the user visits are kept out by :mod:`lakehouse.ui_guard`, which serves the webserver
+Web pages the user visits are kept out by :mod:`lakehouse.cli.ui_guard`, which serves the webserver
 behind a Host/Origin check (DNS rebinding, cross-site requests and WebSockets are refused).
 """
 
@@ -17,10 +17,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lakehouse.errors import InputError
+from lakehouse.core.errors import InputError
 
 if TYPE_CHECKING:
-    from lakehouse.config import Config
+    from lakehouse.core.config import Config
 
 HOST = "127.0.0.1"
 
@@ -56,7 +56,7 @@ def ui_command(
     if config_file:
         env["LAKEHOUSE_CONFIG"] = os.path.abspath(config_file)
     _tool("dagster-webserver")  # a clear error when the UI is not installed
-    argv = [sys.executable, "-m", "lakehouse.ui_guard", "-m", "dagster_defs"]
+    argv = [sys.executable, "-m", "lakehouse.cli.ui_guard", "-m", "dagster_defs"]
     argv += ["-h", HOST, "-p", str(port), *(["--read-only"] if read_only else [])]
     for name in allow_hosts:
         argv += ["--allow-host", name]

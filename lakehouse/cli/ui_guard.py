@@ -18,7 +18,7 @@ anything that can run a program here can reach the port anyway. Without ``--read
 also starts ``dagster-daemon`` (as ``dagster dev`` does) so that runs launched from the UI run;
 with it, the webserver refuses every mutation itself.
 
-Run as ``python -m lakehouse.ui_guard [--read-only] [--allow-host NAME]… -h HOST -p PORT``.
+Run as ``python -m lakehouse.cli.ui_guard [--read-only] [--allow-host NAME]… -h HOST -p PORT``.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ class OriginGuard:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lakehouse.ui_guard", add_help=False)
+    parser = argparse.ArgumentParser(prog="python -m lakehouse.cli.ui_guard", add_help=False)
     parser.add_argument("-h", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, default=3000)
     parser.add_argument("--read-only", action="store_true")

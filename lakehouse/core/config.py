@@ -15,12 +15,12 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from lakehouse.errors import ConfigError
+from lakehouse.core.errors import ConfigError
 
 DEFAULT_ROOT = "./lakehouse_data"
 COMPUTE_BACKENDS = ("local", "ray")
 CONFIG_FILE_NAME = "lakehouse.toml"
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parents[2]  # lakehouse/core/config.py -> the project
 
 # Container formats PyAV can read that people store video in. Used only to decide which files
 # that are *not* videos by content are worth a quarantine row (a text file named .mp4 is
@@ -103,8 +103,10 @@ class SqlSettings:
     # of a table (before that, queries scan them): a 1% increment pays no index refresh
     index_lag_fraction: float = 0.05
     process_memory_mb: int = 8192  # address-space limit of an isolated query's process
-    pushdown: bool = True  # push caption LIKE/contains filters into Lance (lakehouse.pushdown)
-    mirror: bool = True  # publish a Parquet copy of clips that SQL scans (lakehouse.mirror)
+    pushdown: bool = (
+        True  # push caption LIKE/contains filters into Lance (lakehouse.query.pushdown)
+    )
+    mirror: bool = True  # publish a Parquet copy of clips that SQL scans (lakehouse.storage.mirror)
 
 
 @dataclass(frozen=True)

@@ -43,3 +43,8 @@ def stable_id(*parts: object, length: int = 24) -> str:
     """A short hash of the given parts (for annotation, quarantine and keyframe keys)."""
     text = "\x1f".join("" if p is None else str(p) for p in parts)
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:length]
+
+
+def model_key(model_id: str) -> str:
+    """A short key of a model id, in row keys (``<clip_id>:<model key>``)."""
+    return hashlib.sha256(model_id.encode()).hexdigest()[:10]

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from lakehouse.store import Lakehouse
+    from lakehouse.storage.store import Store
 
 
 @contextlib.contextmanager
-def lakehouse_lock(lh: Lakehouse, name: str, *, shared: bool = False) -> Iterator[None]:
+def lakehouse_lock(lh: Store, name: str, *, shared: bool = False) -> Iterator[None]:
     """Hold the lakehouse-wide lock ``name`` (blocking) for the duration of the block; with
     ``shared``, alongside other shared holders (but never alongside an exclusive one). A root the
     process cannot write to (a read-only mount) is read without locks."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from lakehouse.ids import stable_id
+from lakehouse.core.ids import stable_id
 
 # discovery
 NON_UTF8_NAME = "non_utf8_name"

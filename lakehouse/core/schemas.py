@@ -1,4 +1,4 @@
-"""Arrow schemas of the lakehouse tables, one Lance dataset each.
+"""Arrow schemas of the lakehouse tables, one Lance dataset each, and every table's name.
 
 The key column of every table carries Lance's unenforced-primary-key metadata, so concurrent
 ``merge_insert`` calls of the same new keys cannot both insert (see DEVELOPERS.md pitfalls).
@@ -10,6 +10,40 @@ from __future__ import annotations
 import pyarrow as pa
 
 PK_METADATA = {"lance-schema:unenforced-primary-key": "true"}
+
+# The names of the tables whose name other modules need (the rest are named by their schemas'
+# keys in TABLES below: "sources", "videos", "clips", "annotations", "keyframes", "quarantine").
+CLIP_TABLE = "clip_embeddings"
+TEXT_TABLE = "text_embeddings"
+VECTOR_TABLES = (CLIP_TABLE, TEXT_TABLE)
+SIGNALS_TABLE = "signals"
+SIGNAL_FRAMES_TABLE = "signal_frames"
+VIEWPOINT_TABLE = "viewpoint_predictions"
+DUPLICATES_TABLE = "near_duplicates"
+SUBSETS_TABLE = "subsets"
+SUBSET_CLIPS_TABLE = "subset_clips"
+# The publication record (one row: which version of every table readers see); an internal
+# dataset, not a table (its name starts with "_").
+PUBLICATION = "_publication"
+
+# What each publication step publishes. The ingest and embedding stages write PIPELINE_TABLES;
+# subsets and subset_clips are written whole by one step (their commit marker is the subsets
+# row) and are read at their latest version. The derived curation tables are published by the
+# steps that write them: the signals of a source once their range check passed
+# (privacy_status decides what an export lets through, so a bad row must not reach readers),
+# the viewpoint predictions and near-duplicate clusters once the cluster check passed.
+PIPELINE_TABLES = (
+    "sources",
+    "videos",
+    "annotations",
+    "clips",
+    "keyframes",
+    "quarantine",
+    CLIP_TABLE,
+    TEXT_TABLE,
+)
+SIGNAL_TABLES = (SIGNALS_TABLE, SIGNAL_FRAMES_TABLE)
+CURATION_TABLES = (VIEWPOINT_TABLE, DUPLICATES_TABLE)
 
 
 def _key(name: str) -> pa.Field:
@@ -274,8 +308,8 @@ def text_embeddings_schema(dim: int) -> pa.Schema:
 # Tables whose vector width depends on the model; the stored dataset's schema wins, these
 # defaults only describe a table that does not exist yet.
 DYNAMIC_TABLES = {
-    "clip_embeddings": lambda: clip_embeddings_schema(512),
-    "text_embeddings": lambda: text_embeddings_schema(384),
+    CLIP_TABLE: lambda: clip_embeddings_schema(512),
+    TEXT_TABLE: lambda: text_embeddings_schema(384),
 }
 
 SUBSETS = pa.schema(
@@ -312,8 +346,8 @@ SUBSET_CLIPS = pa.schema(
     ]
 )
 
-# Human-centric signals (lakehouse.signals): one row per (clip, signal model); fractions are of the
-# clip's analysed frames (its keyframe times), areas are fractions of the frame.
+# Human-centric signals (lakehouse.enrich.signals): one row per (clip, signal model); fractions are
+# of the clip's analysed frames (its keyframe times), areas are fractions of the frame.
 SIGNALS = pa.schema(
     [
         _key("signal_id"),  # <clip_id>:<model key>
@@ -385,7 +419,7 @@ SIGNAL_FRAMES = pa.schema(
     ]
 )
 
-# One row per clip: the viewpoint classifier's prediction (lakehouse.viewpoint).
+# One row per clip: the viewpoint classifier's prediction (lakehouse.enrich.viewpoint).
 VIEWPOINT_PREDICTIONS = pa.schema(
     [
         _key("clip_id"),
@@ -400,7 +434,7 @@ VIEWPOINT_PREDICTIONS = pa.schema(
     ]
 )
 
-# One row per clip with an embedding: its near-duplicate cluster (lakehouse.duplicates).
+# One row per clip with an embedding: its near-duplicate cluster (lakehouse.enrich.duplicates).
 NEAR_DUPLICATES = pa.schema(
     [
         _key("clip_id"),
@@ -424,12 +458,12 @@ TABLES: dict[str, pa.Schema] = {
     "annotations": ANNOTATIONS,
     "keyframes": KEYFRAMES,
     "quarantine": QUARANTINE,
-    "subsets": SUBSETS,
-    "subset_clips": SUBSET_CLIPS,
-    "signals": SIGNALS,
-    "signal_frames": SIGNAL_FRAMES,
-    "viewpoint_predictions": VIEWPOINT_PREDICTIONS,
-    "near_duplicates": NEAR_DUPLICATES,
+    SUBSETS_TABLE: SUBSETS,
+    SUBSET_CLIPS_TABLE: SUBSET_CLIPS,
+    SIGNALS_TABLE: SIGNALS,
+    SIGNAL_FRAMES_TABLE: SIGNAL_FRAMES,
+    VIEWPOINT_TABLE: VIEWPOINT_PREDICTIONS,
+    DUPLICATES_TABLE: NEAR_DUPLICATES,
 }
 
 

@@ -13,7 +13,8 @@ representative, and every member is within the threshold of it (no chaining). Th
 an ANN query per clip (the ``search_index``) would replace the dense product.
 
 Subset SQL excludes the duplicates with ``from exclude_near_duplicates(clip_facts)`` (a DuckDB
-table macro registered in every session) or ``where near_duplicate_of is null``.
+table macro of every SQL session, :mod:`lakehouse.query.semantic`) or ``where
+near_duplicate_of is null``.
 """
 
 from __future__ import annotations
@@ -21,30 +22,24 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from lakehouse.embeddings import CLIP_TABLE, TEXT_TABLE
-from lakehouse.errors import ConfigError
-from lakehouse.models import RANDOM_TAG, resolve_clip, resolve_text
-from lakehouse.stage import StageResult
-from lakehouse.store import WriteResult, sql_literal
+from lakehouse.core.errors import ConfigError
+from lakehouse.core.schemas import CLIP_TABLE, DUPLICATES_TABLE, TEXT_TABLE
+from lakehouse.ingest.stage import StageResult
+from lakehouse.models.resolve import RANDOM_TAG, resolve_clip, resolve_text
+from lakehouse.storage.filters import sql_literal
+from lakehouse.storage.vectors import read_vectors, unit_rows
+from lakehouse.storage.writes import WriteResult
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from lakehouse.store import Lakehouse
+    from lakehouse.storage.store import Store
 
-TABLE = "near_duplicates"
+TABLE = DUPLICATES_TABLE
 EMBEDDINGS = ("auto", "caption", "visual")
-# registered in every SQL session (lakehouse.semantic_sql); ``t`` is a table or view name
-MACROS = """
-CREATE OR REPLACE MACRO exclude_near_duplicates(t) AS TABLE
-    SELECT * FROM query_table(t)
-    WHERE clip_id NOT IN (
-        SELECT clip_id FROM near_duplicates WHERE near_duplicate_of IS NOT NULL
-    );
-"""
 
 
-def clip_vectors(lh: Lakehouse, kind: str) -> tuple[str, str | None, list[str], np.ndarray]:
+def clip_vectors(lh: Store, kind: str) -> tuple[str, str | None, list[str], np.ndarray]:
     """``(kind, model_id, clip_ids, unit vectors)`` for ``kind`` = caption | visual | auto."""
     import numpy as np
 
@@ -55,41 +50,30 @@ def clip_vectors(lh: Lakehouse, kind: str) -> tuple[str, str | None, list[str], 
     if kind in ("auto", "visual"):
         model_id = resolve_clip(lh.config.models, check_online=False).model_id
         if model_id and lh.exists(CLIP_TABLE) and (kind == "visual" or RANDOM_TAG not in model_id):
-            data = lh.read(
-                CLIP_TABLE,
-                columns=["clip_id", "vector"],
+            found = read_vectors(
+                lh.dataset(CLIP_TABLE),
+                columns=["clip_id"],
                 filter=f"model_id = {sql_literal(model_id)}",
             )
-            if data.num_rows or kind == "visual":
-                return "visual", model_id, *_unit(data.column("clip_id").to_pylist(), data)
+            if len(found) or kind == "visual":
+                return "visual", model_id, found.columns["clip_id"], unit_rows(found.matrix)
     model_id = resolve_text(lh.config.models, check_online=False).model_id
     if not model_id or not lh.exists(TEXT_TABLE):
         return "caption", model_id, [], np.zeros((0, 1), np.float32)
-    data = lh.read(
-        TEXT_TABLE, columns=["clip_id", "vector"], filter=f"model_id = {sql_literal(model_id)}"
+    found = read_vectors(
+        lh.dataset(TEXT_TABLE),
+        columns=["clip_id"],
+        filter=f"model_id = {sql_literal(model_id)}",
     )
-    sums: dict[str, Any] = defaultdict(float)
-    vectors = (
-        np.stack(data.column("vector").to_numpy(zero_copy_only=False)) if data.num_rows else []
-    )
-    for clip_id, vector in zip(data.column("clip_id").to_pylist(), vectors, strict=True):
-        sums[clip_id] = sums[clip_id] + vector
-    ids = sorted(sums)
-    if not ids:
+    if not len(found):
         return "caption", model_id, [], np.zeros((0, 1), np.float32)
-    matrix = np.stack([sums[c] for c in ids]).astype(np.float32)
-    matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
-    return "caption", model_id, ids, matrix
-
-
-def _unit(ids: list[str], data: Any) -> tuple[list[str], np.ndarray]:
-    import numpy as np
-
-    if not ids:
-        return [], np.zeros((0, 1), np.float32)
-    matrix = np.stack(data.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)
-    matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
-    return ids, matrix
+    # the mean of each clip's caption-field vectors (clips sorted by id)
+    ids, inverse = np.unique(
+        np.asarray(found.columns["clip_id"], dtype=object), return_inverse=True
+    )
+    sums = np.zeros((len(ids), found.matrix.shape[1]), np.float32)
+    np.add.at(sums, inverse, found.matrix)
+    return "caption", model_id, [str(i) for i in ids], unit_rows(sums)
 
 
 def cluster(matrix: np.ndarray, order: list[int], threshold: float) -> list[tuple[int, float]]:
@@ -112,14 +96,11 @@ def cluster(matrix: np.ndarray, order: list[int], threshold: float) -> list[tupl
     return out
 
 
-def find_near_duplicates(lh: Lakehouse, *, run_id: str) -> StageResult:
+def find_near_duplicates(lh: Store, *, run_id: str) -> StageResult:
     """Cluster every clip with an embedding; one row per clip in ``near_duplicates``."""
     settings = lh.config.signals
     kind, model_id, ids, matrix = clip_vectors(lh, settings.duplicate_embedding)
-    facts = {
-        r["clip_id"]: r
-        for r in lh.sql("select clip_id, source, duration_s, sharpness from clip_facts").to_pylist()
-    }
+    facts = {r["clip_id"]: r for r in _facts(lh)}
     keep = [i for i, c in enumerate(ids) if c in facts]
     ids, matrix = [ids[i] for i in keep], matrix[keep] if keep else matrix[:0]
 
@@ -167,3 +148,26 @@ def find_near_duplicates(lh: Lakehouse, *, run_id: str) -> StageResult:
             **({} if rows else {"message": "no clip has an embedding yet; run the embed job"}),
         },
     )
+
+
+# What the clustering orders clips by (what clip_facts shows for them): each clip's duration and
+# the sharpness of its most recent signals row, at the versions readers see.
+_FACTS = """
+SELECT c.clip_id, c.source, c.duration_s, s.sharpness
+FROM clips c LEFT JOIN (
+    SELECT clip_id, sharpness FROM signals
+    QUALIFY row_number() OVER (PARTITION BY clip_id ORDER BY computed_at DESC, signal_id) = 1
+) s USING (clip_id)
+"""
+
+
+def _facts(lh: Store) -> list[dict[str, Any]]:
+    batches = lh.stream_query(
+        _FACTS,
+        {
+            "clips": ("clips", ["clip_id", "source", "duration_s"], None),
+            "signals": ("signals", ["clip_id", "sharpness", "computed_at", "signal_id"], None),
+        },
+        published=True,
+    )
+    return [row for batch in batches for row in batch.to_pylist()]

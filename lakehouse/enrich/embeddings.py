@@ -16,46 +16,37 @@ import datetime as dt
 import functools
 import hashlib
 import io
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
-from lakehouse import schemas
-from lakehouse.errors import ConfigError
-from lakehouse.models import ClipModel, TextModel, load_clip, load_text, resolve_clip, resolve_text
-from lakehouse.plan import PLAN_ROWS, Spool, StaleKeys, merge, sorted_groups, stream_memory_mb
-from lakehouse.stage import Progress, StageResult, no_progress
-from lakehouse.store import WriteResult, in_list, sql_literal
+from lakehouse.core import schemas
+from lakehouse.core.concurrency import ahead
+from lakehouse.core.errors import ConfigError
+from lakehouse.core.ids import model_key
+from lakehouse.core.schemas import CLIP_TABLE, TEXT_TABLE
+from lakehouse.ingest.plan import (
+    PLAN_ROWS,
+    Spool,
+    StaleKeys,
+    merge,
+    sorted_groups,
+    stream_memory_mb,
+)
+from lakehouse.ingest.stage import Progress, StageResult, no_progress
+from lakehouse.models.encoders import ClipModel, TextModel, load_clip, load_text
+from lakehouse.models.resolve import resolve_clip, resolve_text
+from lakehouse.storage.filters import in_list, sql_literal
+from lakehouse.storage.writes import WriteResult
 
 if TYPE_CHECKING:
-    from lakehouse.config import ModelSettings
-    from lakehouse.sources import Source
-    from lakehouse.store import Lakehouse
+    from lakehouse.core.config import ModelSettings
+    from lakehouse.ingest.sources import Source
+    from lakehouse.storage.store import Store
 
-CLIP_TABLE = "clip_embeddings"
-TEXT_TABLE = "text_embeddings"
 CHUNK_CLIPS = 256
 CHUNK_TEXTS = 4096
 UPDATE_ROWS = 10_000
-T = TypeVar("T")
-R = TypeVar("R")
 _META_NAMES = list(schemas.SEARCH_METADATA_NAMES)
-
-
-def model_key(model_id: str) -> str:
-    return hashlib.sha256(model_id.encode()).hexdigest()[:10]
-
-
-def prefetch(items: Iterable[T], work: Callable[[T], R], depth: int = 2) -> Iterator[R]:
-    """Yield ``work(item)`` in order while up to ``depth`` next items are prepared in a thread."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = []
-        for item in items:
-            pending.append(pool.submit(work, item))
-            if len(pending) > depth:
-                yield pending.pop(0).result()
-        for future in pending:
-            yield future.result()
 
 
 # The search metadata of each clip: its columns of ``clips`` and the first short caption of its
@@ -71,7 +62,7 @@ ORDER BY c.clip_id
 
 
 def clip_metadata(
-    lh: Lakehouse, source: Source, *, probed_only: bool, memory_mb: int | None = None
+    lh: Store, source: Source, *, probed_only: bool, memory_mb: int | None = None
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """``(clip_id, search metadata)`` for each clip of ``source``, sorted by clip id, streamed."""
     flt = source.scope + (" AND probe_status = 'ok'" if probed_only else "")
@@ -89,7 +80,7 @@ def clip_metadata(
             yield row["clip_id"], {name: row[name] for name in schemas.SEARCH_METADATA_NAMES}
 
 
-def _skipped(table: str, source: Source, lh: Lakehouse, message: str) -> StageResult:
+def _skipped(table: str, source: Source, lh: Store, message: str) -> StageResult:
     return StageResult(
         table,
         source.name,
@@ -100,7 +91,7 @@ def _skipped(table: str, source: Source, lh: Lakehouse, message: str) -> StageRe
     )
 
 
-def _check_dim(lh: Lakehouse, table: str, dim: int, model_id: str) -> None:
+def _check_dim(lh: Store, table: str, dim: int, model_id: str) -> None:
     ds = lh.dataset(table)
     if ds is None:
         return
@@ -116,7 +107,7 @@ class _Updates:
     """The old rows a plan finds: metadata to rewrite (only those columns) and stale rows to
     delete, written in bounded batches as the plan goes."""
 
-    def __init__(self, lh: Lakehouse, table: str) -> None:
+    def __init__(self, lh: Store, table: str) -> None:
         self.lh, self.table = lh, table
         self.updated = 0
         self._changed: list[dict[str, Any]] = []
@@ -156,7 +147,7 @@ class _Updates:
 
 
 def embed_clips(
-    lh: Lakehouse,
+    lh: Store,
     source: Source,
     *,
     run_id: str,
@@ -165,7 +156,7 @@ def embed_clips(
 ) -> StageResult:
     """CLIP-embed the keyframes of every clip of ``source`` that lacks a vector for the model.
 
-    The plan streams (:mod:`lakehouse.plan`): the clips' metadata, their keyframe ids and the
+    The plan streams (:mod:`lakehouse.ingest.plan`): the clips' metadata, their keyframe ids and the
     model's existing rows arrive sorted by clip and are joined clip by clip. Changed metadata
     and stale rows are written as the plan goes; the clips to embed go to a spool on disk,
     which is then embedded chunk by chunk."""
@@ -255,10 +246,11 @@ PlanChunk = list[tuple[str, dict[str, Any], list[str]]]
 
 
 def _encode_here(
-    lh: Lakehouse, chunks: Iterable[PlanChunk], model: ClipModel
+    lh: Store, chunks: Iterable[PlanChunk], model: ClipModel
 ) -> Iterator[tuple[PlanChunk, list[str], Any]]:
     """``(chunk, keyframe ids, vectors)`` per chunk, encoded in this process. The JPEGs are
-    decoded and preprocessed in a thread, batch by batch, so the model starts on the first batch
+    read, decoded and preprocessed in a thread (:func:`lakehouse.core.concurrency.ahead`), batch
+    by batch, so the model starts on the first batch
     (not after a whole chunk). The thread works ahead of the model (two batches) where that
     overlaps work: a model on an accelerator, or on fewer CPU threads than there are cores. A CPU
     model that already uses every core gains nothing from it and loses to the contention (+17%
@@ -270,7 +262,7 @@ def _encode_here(
 
     batch = lh.config.models.batch_size
     spare_cores = torch.get_num_threads() < (os.cpu_count() or 1)
-    ahead = 2 if model.device != "cpu" or spare_cores else 0
+    depth = 2 if model.device != "cpu" or spare_cores else 0
 
     def batches() -> Iterator[tuple[PlanChunk, list[str], list[bytes], bool]]:
         for chunk in chunks:
@@ -287,7 +279,7 @@ def _encode_here(
 
     ids_so_far: list[str] = []
     parts: list[Any] = []
-    for chunk, ids, tensors, last in prefetch(batches(), decode, depth=ahead):
+    for chunk, ids, tensors, last in ahead(map(decode, batches()), depth):
         if ids:
             parts.append(model.encode_images(tensors))
             ids_so_far += ids
@@ -298,13 +290,13 @@ def _encode_here(
 
 
 def _encode_on_cluster(
-    lh: Lakehouse, chunks: Iterable[PlanChunk]
+    lh: Store, chunks: Iterable[PlanChunk]
 ) -> Iterator[tuple[PlanChunk, list[str], Any]]:
-    """The same, one task per chunk on the configured compute backend (``lakehouse.compute``):
+    """The same, one task per chunk on the configured compute backend (``lakehouse.media.compute``):
     this process reads the JPEGs and writes the rows, the tasks only decode and encode. Chunks
     are read as the backend has room for another task."""
-    from lakehouse.compute import run_tasks
-    from lakehouse.errors import PipelineError
+    from lakehouse.core.errors import PipelineError
+    from lakehouse.media.compute import run_tasks
 
     settings = dataclasses.asdict(lh.config.models)
     submitted: dict[int, PlanChunk] = {}
@@ -316,7 +308,7 @@ def _encode_on_cluster(
             yield n, {"models": settings, "keyframes": list(zip(ids, jpegs, strict=True))}
 
     for outcome in run_tasks(
-        lh.config, "lakehouse.embeddings:encode_keyframes", tasks(), timeout_s=3600.0
+        lh.config, "lakehouse.enrich.embeddings:encode_keyframes", tasks(), timeout_s=3600.0
     ):
         if not outcome.ok:
             raise PipelineError(f"CLIP embedding task failed: {outcome.message}")
@@ -331,7 +323,7 @@ def encode_keyframes(payload: dict[str, Any]) -> tuple[list[str], Any]:
     import torch
     from PIL import Image
 
-    from lakehouse.config import ModelSettings
+    from lakehouse.core.config import ModelSettings
 
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in payload["models"].items()}
     settings = ModelSettings(**values)
@@ -354,7 +346,7 @@ def _worker_clip(settings: ModelSettings) -> ClipModel:
     return load_clip(settings)
 
 
-def _read_keyframes(lh: Lakehouse, chunk: PlanChunk) -> tuple[list[str], list[bytes]]:
+def _read_keyframes(lh: Store, chunk: PlanChunk) -> tuple[list[str], list[bytes]]:
     """The keyframe ids of a chunk of clips, in clip order, and their JPEG bytes (one read)."""
     wanted = [k for _, _, ids in chunk for k in ids]
     table = lh.read(
@@ -368,7 +360,7 @@ def _read_keyframes(lh: Lakehouse, chunk: PlanChunk) -> tuple[list[str], list[by
 
 
 def _preprocess(model: ClipModel, jpegs: list[bytes]) -> Any:
-    """Decode and preprocess one model batch of JPEGs (runs in the prefetch thread)."""
+    """Decode and preprocess one model batch of JPEGs (runs in the thread working ahead)."""
     import torch
     from PIL import Image
 
@@ -413,7 +405,7 @@ def _clip_rows(
 
 
 def caption_stream(
-    lh: Lakehouse, source: Source, fields: Iterable[str], memory_mb: int | None = None
+    lh: Store, source: Source, fields: Iterable[str], memory_mb: int | None = None
 ) -> Iterator[tuple[str, dict[str, str]]]:
     """``(clip_id, {field: text})`` sorted by clip id: the first non-empty value of each field
     over the clip's annotations (in file and line order), stripped; streamed."""
@@ -437,7 +429,7 @@ def caption_stream(
 
 
 def embed_captions(
-    lh: Lakehouse,
+    lh: Store,
     source: Source,
     *,
     run_id: str,
@@ -480,7 +472,7 @@ def embed_captions(
                 }
             )
             for eid, (name, text) in wanted.items():
-                digest = _text_hash(text)
+                digest = text_hash(text)
                 if eid in have and have[eid]["text_hash"] == digest:
                     updates.refresh(have[eid], meta)
                 else:
@@ -536,5 +528,5 @@ def embed_captions(
     )
 
 
-def _text_hash(text: str) -> str:
+def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]

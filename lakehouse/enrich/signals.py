@@ -1,6 +1,6 @@
 """The ``signals`` stage: hand, body, face and quality signals per clip, from its keyframe times.
 
-For each clip the detectors (``lakehouse.detectors``: MediaPipe hands, pose and faces, plus
+For each clip the detectors (``lakehouse.media.detectors``: MediaPipe hands, pose and faces, plus
 sharpness, brightness and motion) run on the frames at its keyframe times; the per-frame findings
 go to ``signal_frames`` (landmarks and boxes, for later use) and a per-clip summary to
 ``signals`` (fractions of frames with 0/1/2 hands, a person, a full body, faces; hand and body
@@ -26,25 +26,35 @@ import io
 import itertools
 from collections import defaultdict
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from lakehouse.detectors import FrameAnalyzer, FrameResult, box_area, frame_motion
-from lakehouse.embeddings import model_key
-from lakehouse.errors import ConfigError, ModelUnavailableError
-from lakehouse.plan import Spool, StaleKeys, merge, sorted_groups, stream_memory_mb
-from lakehouse.stage import Progress, StageResult, no_progress
-from lakehouse.store import WriteResult, in_list, sql_literal
-from lakehouse.workers import run_supervised
+from lakehouse.core.concurrency import ahead
+from lakehouse.core.errors import ConfigError, ModelUnavailableError
+from lakehouse.core.ids import model_key
+from lakehouse.core.schemas import SIGNAL_FRAMES_TABLE, SIGNALS_TABLE
+from lakehouse.ingest.plan import Spool, StaleKeys, merge, sorted_groups, stream_memory_mb
+from lakehouse.ingest.stage import Progress, StageResult, no_progress
+from lakehouse.media.detectors import (
+    FrameAnalyzer,
+    FrameResult,
+    box_area,
+    frame_motion,
+    resolve_signals_model,
+)
+from lakehouse.media.frames import frame_task
+from lakehouse.media.workers import run_supervised
+from lakehouse.storage.filters import in_list, sql_literal
+from lakehouse.storage.writes import WriteResult
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from lakehouse.config import SignalSettings
-    from lakehouse.sources import Source
-    from lakehouse.store import Lakehouse
+    from lakehouse.core.config import SignalSettings
+    from lakehouse.ingest.sources import Source
+    from lakehouse.storage.store import Store
 
-TABLE = "signals"
-FRAMES_TABLE = "signal_frames"
+TABLE = SIGNALS_TABLE
+FRAMES_TABLE = SIGNAL_FRAMES_TABLE
 CHUNK_CLIPS = 32
 # clips the plan hands to the analysis at a time (one worker pool each)
 PLAN_CHUNK = 2_000
@@ -70,7 +80,6 @@ UNIT_COLUMNS = (
 NON_NEGATIVE_COLUMNS = ("sharpness", "min_sharpness", "hand_motion", "body_motion", "camera_motion")
 FRAME_SOURCES = ("video", "keyframes")
 VIDEO_JPEG_QUALITY = 95
-T = TypeVar("T")
 
 
 def check_settings(settings: SignalSettings) -> None:
@@ -83,7 +92,7 @@ def check_settings(settings: SignalSettings) -> None:
 
 
 def compute_signals(
-    lh: Lakehouse,
+    lh: Store,
     source: Source,
     *,
     run_id: str,
@@ -184,7 +193,7 @@ def compute_signals(
 
 
 def _analyse(
-    lh: Lakehouse,
+    lh: Store,
     chunk: list[tuple[str, dict[str, Any], list[dict[str, Any]], bool]],
     analyzer: FrameAnalyzer,
     model_id: str,
@@ -211,7 +220,7 @@ def _analyse(
     done = 0
     # frames arrive per group of clips, decoded in a background thread (video frames in the
     # worker processes) while the detectors work on the previous group
-    for group in background(frame_groups(lh, todo, frames, fallbacks)):
+    for group in ahead(frame_groups(lh, todo, frames, fallbacks)):
         for clip_id, images in group.items():
             done += 1
             try:
@@ -252,8 +261,6 @@ def _analyse(
 
 
 def _resolve() -> str:
-    from lakehouse.detectors import resolve_signals_model
-
     return resolve_signals_model()
 
 
@@ -262,50 +269,8 @@ def _resolve() -> str:
 Images = dict[str, tuple["np.ndarray", str]]  # keyframe_id -> (RGB frame, where it came from)
 
 
-def background(items: Iterator[T], depth: int = 2) -> Iterator[T]:
-    """Yield the items of ``items`` while a thread produces up to ``depth`` more."""
-    import queue
-    import threading
-
-    buffer: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        buffer.put(("item", item), timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            buffer.put(("end", None))
-        except BaseException as exc:  # handed to the consumer, raised there
-            buffer.put(("error", exc))
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()  # a generator's own clean-up (worker processes) runs now
-
-    thread = threading.Thread(target=produce, daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, value = buffer.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise value
-            yield value
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-
-
 def frame_groups(
-    lh: Lakehouse,
+    lh: Store,
     clip_ids: list[str],
     frames: dict[str, list[dict[str, Any]]],
     fallbacks: list[str],
@@ -322,7 +287,7 @@ def frame_groups(
         tasks, ids = _video_tasks(lh, clip_ids, frames)
         decoded: set[str] = set()
         outcomes = run_supervised(
-            "lakehouse.keyframes:extract_video_keyframes",
+            "lakehouse.media.frames:extract_video_keyframes",
             tasks,
             workers=lh.config.ingest.workers,
             timeout_s=lh.config.keyframes.timeout_s,
@@ -346,7 +311,7 @@ def frame_groups(
 
 
 def _thumbnails(
-    lh: Lakehouse, chunk: list[str], frames: dict[str, list[dict[str, Any]]]
+    lh: Store, chunk: list[str], frames: dict[str, list[dict[str, Any]]]
 ) -> dict[str, Images]:
     wanted = {f["keyframe_id"]: c for c in chunk for f in frames[c]}
     table = lh.read(
@@ -365,7 +330,7 @@ def _thumbnails(
 
 
 def _video_tasks(
-    lh: Lakehouse, clip_ids: list[str], frames: dict[str, list[dict[str, Any]]]
+    lh: Store, clip_ids: list[str], frames: dict[str, list[dict[str, Any]]]
 ) -> tuple[list[tuple[str, dict[str, Any]]], dict[tuple[str, int], str]]:
     """Keyframe-sampler tasks that decode the clips' keyframe times from their local videos at
     ``signals.short_side`` (one per video and group of clips), and ``(clip_id, idx) ->
@@ -389,24 +354,19 @@ def _video_tasks(
     tasks, ids = [], {}
     for video_id, vclips in sorted(by_video.items()):
         video = videos[video_id]
-        fps = video["fps"] or 30.0
         for i in range(0, len(vclips), CHUNK_CLIPS):
             targets = []
             for clip_id in vclips[i : i + CHUNK_CLIPS]:
                 for frame in frames[clip_id]:
                     targets.append((clip_id, frame["idx"], frame["time_s"]))
                     ids[(clip_id, frame["idx"])] = frame["keyframe_id"]
-            payload = {
-                "path": video["uri"].removeprefix("file://"),
-                "fps": video["fps"],
-                "start_time_s": video.get("start_time_s") or 0.0,
-                "rotation": video.get("rotation") or 0,
-                "keyframe_times_s": list(video.get("keyframe_times_s") or []),
-                "targets": targets,
-                "seek_overhead_s": kf.seek_overhead_frames / fps,
-                "short_side": settings.short_side,
-                "jpeg_quality": VIDEO_JPEG_QUALITY,
-            }
+            payload = frame_task(
+                video,
+                targets,
+                seek_overhead_frames=kf.seek_overhead_frames,
+                short_side=settings.short_side,
+                jpeg_quality=VIDEO_JPEG_QUALITY,
+            )
             tasks.append((f"{video_id}:{i}", payload))
     return tasks, ids
 

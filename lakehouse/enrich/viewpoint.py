@@ -19,15 +19,16 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lakehouse.stage import StageResult
-from lakehouse.store import WriteResult
+from lakehouse.core.schemas import VIEWPOINT_TABLE
+from lakehouse.ingest.stage import StageResult
+from lakehouse.storage.writes import WriteResult
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from lakehouse.store import Lakehouse
+    from lakehouse.storage.store import Store
 
-TABLE = "viewpoint_predictions"
+TABLE = VIEWPOINT_TABLE
 CLASSIFIER_VERSION = 1
 LABELS = ("ego", "exo")
 FEATURES = (
@@ -58,22 +59,31 @@ class ViewpointData:
         return [i for i, label in enumerate(self.labels) if label in LABELS]
 
 
-def load_data(lh: Lakehouse) -> ViewpointData:
+def load_data(lh: Store) -> ViewpointData:
     """One row per clip with signals (the most recently computed ones)."""
     import numpy as np
 
-    rows = lh.sql(
+    batches = lh.stream_query(
         f"""
         select s.clip_id, s.source, s.model_id, c.viewpoint,
-               coalesce(f.source_video_id, c.video_id) as grp,
+               coalesce(c.source_video_id, c.video_id) as grp,
                {", ".join("s." + name for name in FEATURES)}
         from signals s
         join clips c using (clip_id)
-        left join clip_facts f using (clip_id)
         qualify row_number() over (partition by s.clip_id order by s.computed_at desc) = 1
         order by s.clip_id
-        """
-    ).to_pylist()
+        """,
+        {
+            "signals": (
+                "signals",
+                ["clip_id", "source", "model_id", "computed_at", *FEATURES],
+                None,
+            ),
+            "clips": ("clips", ["clip_id", "viewpoint", "source_video_id", "video_id"], None),
+        },
+        published=True,  # the versions readers see, as clip_facts shows them
+    )
+    rows = [row for batch in batches for row in batch.to_pylist()]
     matrix = np.array(
         [[row[name] if row[name] is not None else 0.0 for name in FEATURES] for row in rows],
         dtype=np.float64,
@@ -145,7 +155,7 @@ def out_of_fold(data: ViewpointData, n_splits: int = 5, seed: int = 0) -> dict[s
     }
 
 
-def evaluate_viewpoint(lh: Lakehouse, n_splits: int = 5, seed: int = 0) -> dict[str, Any]:
+def evaluate_viewpoint(lh: Store, n_splits: int = 5, seed: int = 0) -> dict[str, Any]:
     """Accuracy of the classifier on the labelled clips, every clip held out once (folds
     grouped by source video, stratified by label), plus the per-fold accuracies."""
     report = out_of_fold(load_data(lh), n_splits, seed)
@@ -154,7 +164,7 @@ def evaluate_viewpoint(lh: Lakehouse, n_splits: int = 5, seed: int = 0) -> dict[
     return report
 
 
-def predict_viewpoints(lh: Lakehouse, *, run_id: str) -> StageResult:
+def predict_viewpoints(lh: Store, *, run_id: str) -> StageResult:
     """Train on the labelled clips; predict every clip (labelled ones out of fold)."""
     import numpy as np
 

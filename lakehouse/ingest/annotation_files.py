@@ -21,9 +21,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import IO, Any
 
-from lakehouse import quarantine as q
-from lakehouse.errors import ConfigError
-from lakehouse.schemas import ANNOTATION_TEXT_FIELDS
+from lakehouse.core import quarantine as q
+from lakehouse.core.errors import ConfigError
+from lakehouse.core.schemas import ANNOTATION_TEXT_FIELDS
 
 PICKLE_EXTENSIONS = {".pkl", ".pickle", ".pt", ".pth", ".joblib", ".npy", ".npz", ".ckpt"}
 FORMATS = ("auto", "humannet", "jsonl", "json", "csv", "tsv")

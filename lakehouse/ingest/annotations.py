@@ -17,9 +17,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lakehouse import ids
-from lakehouse import quarantine as q
-from lakehouse.annotation_files import (
+from lakehouse.core import ids
+from lakehouse.core import quarantine as q
+from lakehouse.core.schemas import ANNOTATION_TEXT_FIELDS
+from lakehouse.core.timecode import TimeParseError, parse_time
+from lakehouse.ingest.annotation_files import (
     HUMANNET_KEYS,
     HUMANNET_MAPPING,
     ColumnMapping,
@@ -28,13 +30,11 @@ from lakehouse.annotation_files import (
     read_records,
     sniff_pickle,
 )
-from lakehouse.schemas import ANNOTATION_TEXT_FIELDS
-from lakehouse.stage import StageResult, in_batches, record_issues
-from lakehouse.timecode import TimeParseError, parse_time
+from lakehouse.ingest.stage import StageResult, in_batches, record_issues
 
 if TYPE_CHECKING:
-    from lakehouse.sources import Source
-    from lakehouse.store import Lakehouse
+    from lakehouse.ingest.sources import Source
+    from lakehouse.storage.store import Store
 
 VIEWPOINT_VALUES = {
     "ego": "ego",
@@ -92,11 +92,11 @@ class VideoIndex:
 
 
 # Rows are handed to the table sync in batches of this many: a source's annotation rows are
-# never all in memory (``Lakehouse.sync_batches``).
+# never all in memory (``Store.sync_batches``).
 ROW_BATCH = 20_000
 
 
-def import_annotations(lh: Lakehouse, source: Source, *, run_id: str) -> StageResult:
+def import_annotations(lh: Store, source: Source, *, run_id: str) -> StageResult:
     """Import every annotation file of ``source`` into ``annotations``, streaming: the files
     are read record by record and written in batches (memory: the source's videos, one batch,
     and the keys the table sync compares)."""

@@ -13,14 +13,14 @@ from collections.abc import Iterator
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
-from lakehouse import ids
-from lakehouse.schemas import CLIP_TEXT_FIELDS, CLIP_VIDEO_FIELDS
-from lakehouse.stage import StageResult, in_batches
+from lakehouse.core import ids
+from lakehouse.core.schemas import CLIP_TEXT_FIELDS, CLIP_VIDEO_FIELDS
+from lakehouse.ingest.stage import StageResult, in_batches
 
 if TYPE_CHECKING:
-    from lakehouse.config import IngestSettings
-    from lakehouse.sources import Source
-    from lakehouse.store import Lakehouse
+    from lakehouse.core.config import IngestSettings
+    from lakehouse.ingest.sources import Source
+    from lakehouse.storage.store import Store
 
 
 def segment(
@@ -102,9 +102,9 @@ ANNOTATION_COLUMNS = [
 ROW_BATCH = 20_000
 
 
-def build_clips(lh: Lakehouse, source: Source, *, run_id: str) -> StageResult:
+def build_clips(lh: Store, source: Source, *, run_id: str) -> StageResult:
     """Derive the clips of ``source`` from its annotations and videos, streaming: the
-    annotations arrive sorted by clip (:meth:`Lakehouse.read_sorted`, which spills to disk),
+    annotations arrive sorted by clip (:meth:`Store.read_sorted`, which spills to disk),
     so one clip's rows are together, and clips are written in batches. Memory holds the
     source's videos, one batch and the keys the table sync compares, not the source's rows."""
     settings = lh.config.ingest
@@ -148,7 +148,7 @@ def build_clips(lh: Lakehouse, source: Source, *, run_id: str) -> StageResult:
     )
 
 
-def _clip_annotations(lh: Lakehouse, source: Source) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+def _clip_annotations(lh: Store, source: Source) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """Each clip id of ``source``'s annotations with its rows, in file and line order."""
     clip_id = ""
     group: list[dict[str, Any]] = []

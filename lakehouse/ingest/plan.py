@@ -1,6 +1,6 @@
 """Streaming plans for the per-clip stages: what to compute, what to refresh and what is stale,
-worked out from sorted streams of the tables (:meth:`Lakehouse.read_sorted` and
-:meth:`Lakehouse.stream_query`, whose sorts spill to disk) instead of whole-source reads.
+worked out from sorted streams of the tables (:meth:`Store.read_sorted` and
+:meth:`Store.stream_query`, whose sorts spill to disk) instead of whole-source reads.
 
 A stage reads each input sorted by clip, joins them clip by clip (:func:`merge`), and writes the
 clips to compute into a :class:`Spool` on disk while it learns how many there are; it then works
@@ -15,12 +15,14 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
-from lakehouse.store import SORT_MB_PER_THREAD, SYNC_DELETE_KEYS, in_list
+from lakehouse.storage.filters import in_list
+from lakehouse.storage.streams import SORT_MB_PER_THREAD
+from lakehouse.storage.sync import SYNC_DELETE_KEYS
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from lakehouse.store import Lakehouse
+    from lakehouse.storage.store import Store
 
 # rows per batch of a plan stream (a batch becomes Python dicts at once)
 PLAN_ROWS = 2_000
@@ -42,14 +44,14 @@ def groups(batches: Iterable[pa.RecordBatch], key: str = "clip_id") -> Iterator[
         yield current, rows
 
 
-def stream_memory_mb(lh: Lakehouse, streams: int) -> int:
+def stream_memory_mb(lh: Store, streams: int) -> int:
     """Each of a stage's ``streams`` open sorted streams gets its share of
     ``ingest.sort_memory_mb`` (their sorts hold their results until read)."""
     return max(SORT_MB_PER_THREAD, lh.config.ingest.sort_memory_mb // streams)
 
 
 def sorted_groups(
-    lh: Lakehouse,
+    lh: Store,
     table: str,
     *,
     columns: list[str],
@@ -136,7 +138,7 @@ class StaleKeys:
     or list. ``deleted`` counts the rows deleted from the first table."""
 
     def __init__(
-        self, lh: Lakehouse, tables: Iterable[str], key: str, scope: str | None = None
+        self, lh: Store, tables: Iterable[str], key: str, scope: str | None = None
     ) -> None:
         self.lh, self.tables, self.key, self.scope = lh, list(tables), key, scope
         self.deleted = 0

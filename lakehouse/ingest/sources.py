@@ -14,12 +14,12 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from lakehouse.annotation_files import ColumnMapping
-from lakehouse.errors import InputError, InputNotFoundError, SourceNotFoundError
-from lakehouse.store import sql_literal
+from lakehouse.core.errors import InputError, InputNotFoundError, SourceNotFoundError
+from lakehouse.ingest.annotation_files import ColumnMapping
+from lakehouse.storage.filters import sql_literal
 
 if TYPE_CHECKING:
-    from lakehouse.store import Lakehouse
+    from lakehouse.storage.store import Store
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 VIEWPOINTS = ("ego", "exo", "unknown")
@@ -48,7 +48,7 @@ def default_name(folder: str) -> str:
 
 
 def register_source(
-    lh: Lakehouse,
+    lh: Store,
     folder: str | os.PathLike[str],
     *,
     name: str | None = None,
@@ -110,12 +110,12 @@ def register_source(
     return source
 
 
-def find_source(lh: Lakehouse, name: str) -> Source | None:
+def find_source(lh: Store, name: str) -> Source | None:
     rows = lh.read("sources", filter=f"source = {sql_literal(name)}").to_pylist()
     return _from_row(rows[0]) if rows else None
 
 
-def get_source(lh: Lakehouse, name: str) -> Source:
+def get_source(lh: Store, name: str) -> Source:
     source = find_source(lh, name)
     if source is None:
         known = [s.name for s in list_sources(lh)]
@@ -126,7 +126,7 @@ def get_source(lh: Lakehouse, name: str) -> Source:
     return source
 
 
-def list_sources(lh: Lakehouse) -> list[Source]:
+def list_sources(lh: Store) -> list[Source]:
     return sorted((_from_row(r) for r in lh.read("sources").to_pylist()), key=lambda s: s.name)
 
 

@@ -1,4 +1,5 @@
-"""What every ingest stage returns, and the shared step that records its quarantine rows."""
+"""What every stage returns (:class:`StageResult`), the shared step that records a stage's
+quarantine rows, and the quarantine report of a source."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from lakehouse import quarantine as q
-from lakehouse.store import WriteResult, in_list
+from lakehouse.core import quarantine as q
+from lakehouse.storage.filters import in_list
+from lakehouse.storage.writes import WriteResult
 
 if TYPE_CHECKING:
-    from lakehouse.sources import Source
-    from lakehouse.store import Lakehouse
+    from lakehouse.ingest.sources import Source
+    from lakehouse.storage.store import Store
 
 Progress = Callable[[int, int, str], None]
 
@@ -46,7 +48,7 @@ class StageResult:
 
 
 def record_issues(
-    lh: Lakehouse,
+    lh: Store,
     source: Source,
     stages: Iterable[str],
     issues: list[q.Issue],
@@ -79,7 +81,7 @@ T = TypeVar("T")
 
 def in_batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
     """``items`` in lists of ``size`` (the last one shorter), for a stage that streams its rows
-    into ``Lakehouse.sync_batches``."""
+    into ``Store.sync_batches``."""
     batch: list[T] = []
     for item in items:
         batch.append(item)
@@ -88,3 +90,21 @@ def in_batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
             batch = []
     if batch:
         yield batch
+
+
+def quarantine_report(lh: Store, source: Source) -> StageResult:
+    """Summarize the quarantine rows the stages recorded for ``source``."""
+    rows = lh.read("quarantine", columns=["stage", "reason_code"], filter=source.scope).to_pylist()
+    reasons = Counter(r["reason_code"] for r in rows)
+    stages = Counter(r["stage"] for r in rows)
+    ds = lh.dataset("quarantine")
+    return StageResult(
+        "quarantine",
+        source.name,
+        "quarantine",
+        WriteResult("quarantine", version=ds.version if ds is not None else None),
+        rows=len(rows),
+        quarantined=len(rows),
+        reasons=dict(sorted(reasons.items())),
+        details={"by_stage": dict(sorted(stages.items()))},
+    )

@@ -10,20 +10,22 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from lakehouse import quarantine as q
-from lakehouse.compute import run_tasks
-from lakehouse.discover import Candidate, discover
-from lakehouse.probe import header_time_limit
-from lakehouse.stage import Progress, StageResult, no_progress, record_issues
-from lakehouse.store import in_list
+from lakehouse.core import quarantine as q
+from lakehouse.ingest.stage import Progress, StageResult, no_progress, record_issues
+from lakehouse.media.compute import run_tasks
+from lakehouse.media.discover import Candidate, discover
+from lakehouse.media.probe import header_time_limit
+from lakehouse.storage.filters import in_list
 
 if TYPE_CHECKING:
-    from lakehouse.sources import Source
-    from lakehouse.store import Lakehouse
+    from lakehouse.ingest.sources import Source
+    from lakehouse.storage.store import Store
 
 # Worker failures that may pass on a retry: never cached as "still bad".
 TRANSIENT = {q.TIMEOUT, q.MEMORY_LIMIT, q.WORKER_CRASHED}
 _WORKER_CODES = {"timeout": q.TIMEOUT, "memory_limit": q.MEMORY_LIMIT}
+# The task each new file's probe runs in a worker process (lakehouse.media.compute).
+PROBE_TASK = "lakehouse.media.probe:probe_file"
 TIME_LIMIT_SETTINGS = (
     "ingest.probe_timeout_s, or for a long video ingest.probe_seconds_per_video_second "
     "up to ingest.probe_max_timeout_s"
@@ -31,7 +33,7 @@ TIME_LIMIT_SETTINGS = (
 
 
 def ingest_videos(
-    lh: Lakehouse, source: Source, *, run_id: str, progress: Progress = no_progress
+    lh: Store, source: Source, *, run_id: str, progress: Progress = no_progress
 ) -> StageResult:
     """Discover and probe the videos of ``source`` into ``videos``; quarantine the bad ones."""
     settings = lh.config.ingest
@@ -49,11 +51,11 @@ def ingest_videos(
     rows: dict[str, dict[str, Any]] = {}
     todo: list[tuple[Candidate, dict[str, Any]]] = []
     for cand in found.candidates:
-        cached = known.get((cand.relpath, cand.size, cand.mtime))
+        cached = known.get((cand.name, cand.size, cand.mtime))
         if cached is not None:
             _add(rows, dict(cached), cand.aliases)
             continue
-        still_bad = bad_before.get((cand.path, cand.size, cand.mtime))
+        still_bad = bad_before.get((cand.uri, cand.size, cand.mtime))
         if still_bad is not None:
             issues.append(_issue(cand, still_bad["reason_code"], still_bad["message"]))
             continue
@@ -64,7 +66,7 @@ def ingest_videos(
             "scene_sample_fps": settings.scene_sample_fps,
             "max_decode_errors": settings.max_decode_errors,
             "memory_mb": settings.worker_memory_mb,
-            # the probe asks for more time for a long video, up to the cap (lakehouse.probe)
+            # the probe asks for more time for a long video, up to the cap (lakehouse.media.probe)
             "timeout_s": settings.probe_timeout_s,
             "seconds_per_video_second": settings.probe_seconds_per_video_second,
             "max_timeout_s": settings.probe_max_timeout_s,
@@ -75,7 +77,7 @@ def ingest_videos(
     now = dt.datetime.now(dt.UTC)
     outcomes = run_tasks(
         lh.config,
-        "lakehouse.probe:probe_file",
+        PROBE_TASK,
         todo,
         timeout_s=settings.probe_timeout_s,
         max_timeout_s=settings.probe_max_timeout_s,
@@ -84,7 +86,7 @@ def ingest_videos(
     )
     for done, outcome in enumerate(outcomes, start=1):
         cand = outcome.key
-        progress(done, len(todo), cand.relpath)
+        progress(done, len(todo), cand.name)
         if not outcome.ok:
             code = _WORKER_CODES.get(outcome.error_code, q.WORKER_CRASHED)
             if outcome.error_code == "exception":
@@ -101,15 +103,15 @@ def ingest_videos(
         row = {
             **result["video"],
             "source": source.name,
-            "uri": cand.path,
-            "relpath": cand.relpath,
+            "uri": cand.uri,
+            "relpath": cand.name,
             "aliases": [],
             "size_bytes": cand.size,
             "mtime": cand.mtime,
             "probed_at": now,
             "run_id": run_id,
         }
-        _add(rows, row, [cand.relpath, *cand.aliases])
+        _add(rows, row, [cand.name, *cand.aliases])
 
     owned_elsewhere = _owned_by_other_sources(lh, source, list(rows))
     for vid in owned_elsewhere:
@@ -147,7 +149,7 @@ def _add(rows: dict[str, dict[str, Any]], row: dict[str, Any], names: list[str])
     row["aliases"] = sorted({n for n in names if n != row["relpath"]})
 
 
-def _owned_by_other_sources(lh: Lakehouse, source: Source, video_ids: list[str]) -> set[str]:
+def _owned_by_other_sources(lh: Store, source: Source, video_ids: list[str]) -> set[str]:
     if not video_ids:
         return set()
     flt = f"NOT ({source.scope}) AND {in_list('video_id', video_ids)}"
@@ -155,4 +157,4 @@ def _owned_by_other_sources(lh: Lakehouse, source: Source, video_ids: list[str])
 
 
 def _issue(cand: Candidate, code: str, message: str) -> q.Issue:
-    return q.Issue("videos", cand.path, code, message, "", cand.size, cand.mtime)
+    return q.Issue("videos", cand.uri, code, message, "", cand.size, cand.mtime)

@@ -2,12 +2,12 @@
 
 A stage hands :func:`run_tasks` a per-item function (``"module:function"``, taking one picklable
 payload) and its ``(key, payload)`` pairs; ``compute.backend`` in the configuration decides
-where the calls run, and the stage gets the same :class:`~lakehouse.workers.TaskOutcome`
+where the calls run, and the stage gets the same :class:`~lakehouse.media.workers.TaskOutcome`
 stream either way (completion order, one outcome per task, failures reported per task, the
 batch going on). Reading and writing tables stays with the caller, so the tables an asset
 writes are the same on both backends.
 
-- ``local`` (default): :func:`lakehouse.workers.run_supervised` — ``ingest.workers``
+- ``local`` (default): :func:`lakehouse.media.workers.run_supervised` — ``ingest.workers``
   processes, each task under a time and memory limit.
 - ``ray``: one Ray task per item (``compute.ray_cpus_per_task`` CPUs), at most
   ``compute.max_in_flight`` submitted at once; a task past its time limit is cancelled and
@@ -24,11 +24,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from lakehouse.errors import ConfigError
-from lakehouse.workers import TaskOutcome, _resolve, granted_limit, run_supervised
+from lakehouse.core.errors import ConfigError
+from lakehouse.media.workers import TaskOutcome, granted_limit, resolve_function, run_supervised
 
 if TYPE_CHECKING:
-    from lakehouse.config import Config
+    from lakehouse.core.config import Config
 
 
 def run_tasks(
@@ -43,8 +43,8 @@ def run_tasks(
 ) -> Iterator[TaskOutcome]:
     """Run ``func(payload)`` for every ``(key, payload)`` on the configured backend.
 
-    Each task may take ``timeout_s``, or more for a bigger item, up to ``max_timeout_s``: a
-    local worker asks for it itself (:func:`lakehouse.workers.request_time_limit`), and on Ray,
+    Each task may take ``timeout_s``, or more for a bigger item, up to ``max_timeout_s``: a local
+    worker asks for it itself (:func:`lakehouse.media.workers.request_time_limit`), and on Ray,
     where a running task cannot ask, ``timeout_for(payload)`` (when given) says each task's limit
     before it is submitted."""
     backend = config.compute.backend
@@ -84,7 +84,7 @@ def task_limit(
 
 def call(func_ref: str, payload: Any) -> Any:
     """The body of every Ray task: resolve the per-item function and apply it."""
-    return _resolve(func_ref)(payload)
+    return resolve_function(func_ref)(payload)
 
 
 def ensure_ray(config: Config) -> Any:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
-from lakehouse.errors import LakehouseError
+from lakehouse.core.errors import LakehouseError
 
 
 class CutError(LakehouseError, RuntimeError):

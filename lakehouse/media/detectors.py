@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lakehouse.errors import ModelUnavailableError
+from lakehouse.core.errors import ModelUnavailableError
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from lakehouse.config import SignalSettings
+    from lakehouse.core.config import SignalSettings
 
 # bump when the per-frame analysis or the per-clip summary changes meaning
 SIGNALS_VERSION = 1

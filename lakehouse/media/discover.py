@@ -3,7 +3,8 @@
 The walk follows directory symlinks but never enters a directory twice (so symlink loops end),
 never opens anything that is not a regular file (so FIFOs and devices cannot block it), and
 reports the same file reached by several names once, with its other names as aliases.
-Hidden entries (names starting with ``.``) are skipped.
+Hidden entries (names starting with ``.``) are skipped. A name that is not UTF-8 is found like
+any other; the tables store it losslessly (:mod:`lakehouse.core.paths`).
 """
 
 from __future__ import annotations
@@ -13,16 +14,19 @@ import os
 import stat
 from dataclasses import dataclass, field
 
-from lakehouse import quarantine as q
-from lakehouse.config import VIDEO_EXTENSIONS
-from lakehouse.errors import InputError, InputNotFoundError
+from lakehouse.core import quarantine as q
+from lakehouse.core.config import VIDEO_EXTENSIONS
+from lakehouse.core.errors import InputError, InputNotFoundError
+from lakehouse.core.paths import storable_name, storable_path
 
 SNIFF_BYTES = 512
 
 
 @dataclass
 class Candidate:
-    """A regular file whose first bytes look like a video container."""
+    """A regular file whose first bytes look like a video container. ``path`` and ``relpath``
+    are as the file system gives them (a name that is not UTF-8 holds surrogates: it opens, but
+    no table can store it); :attr:`uri` and :attr:`name` are what the tables store."""
 
     path: str
     relpath: str
@@ -30,6 +34,16 @@ class Candidate:
     mtime: float
     container_hint: str
     aliases: list[str] = field(default_factory=list)
+
+    @property
+    def uri(self) -> str:
+        """The path as stored: itself, or a lossless ``file://`` URI for a non-UTF-8 name."""
+        return storable_path(self.path)
+
+    @property
+    def name(self) -> str:
+        """The relative path as stored (percent-encoded when it is not UTF-8)."""
+        return storable_name(self.relpath)
 
 
 @dataclass
@@ -106,10 +120,10 @@ def discover(root: str | os.PathLike[str]) -> Discovery:
                 continue
             key, cand = item
             if key in candidates:
-                candidates[key].aliases.append(cand.relpath)
+                candidates[key].aliases.append(cand.name)
             else:
                 candidates[key] = cand
-    ordered = sorted(candidates.values(), key=lambda c: c.relpath)
+    ordered = sorted(candidates.values(), key=lambda c: c.name)
     return Discovery(ordered, issues, files_seen)
 
 
@@ -134,12 +148,8 @@ def _classify(
         else:
             issues.append(_issue(path, q.UNREADABLE, f"cannot stat: {exc.strerror}"))
         return None
-    utf8 = _is_utf8(path)
     if stat.S_ISDIR(st.st_mode):
-        if utf8:
-            stack.append(path)
-        else:
-            issues.append(_issue(path, q.NON_UTF8_NAME, NON_UTF8_MESSAGE.format(what="folder")))
+        stack.append(path)
         return None
     if not stat.S_ISREG(st.st_mode):
         if has_video_extension(entry.name):
@@ -171,22 +181,8 @@ def _classify(
                 )
             )
         return None
-    if not utf8:
-        issues.append(_issue(path, q.NON_UTF8_NAME, NON_UTF8_MESSAGE.format(what="file"), **extra))
-        return None
     cand = Candidate(path, os.path.relpath(path, root), st.st_size, st.st_mtime, kind)
     return (st.st_dev, st.st_ino), cand
-
-
-NON_UTF8_MESSAGE = "{what} name is not valid UTF-8; rename it to a UTF-8 name and ingest again"
-
-
-def _is_utf8(path: str) -> bool:
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _read_head(path: str) -> bytes | None:

@@ -1,6 +1,6 @@
 """Probe one video file with PyAV: identity, stream metadata, GOP layout, scene cuts, integrity.
 
-Runs inside a supervised worker (``lakehouse.workers``), which enforces the per-file time and
+Runs inside a supervised worker (``lakehouse.media.workers``), which enforces the per-file time and
 memory limits. Once the container is open, the probe asks for a time limit that fits the
 video's length (see :func:`time_limit`), since reading every frame of a long video takes long.
 With ``verify_decode`` every frame is decoded once: that pass counts frames
@@ -17,8 +17,8 @@ from fractions import Fraction
 from itertools import pairwise
 from typing import Any
 
-from lakehouse import quarantine as q
-from lakehouse.ids import hash_file, video_id_from_sha256
+from lakehouse.core import quarantine as q
+from lakehouse.core.ids import hash_file, video_id_from_sha256
 
 PROBE_VERSION = "probe-1"
 SIGNATURE_SIZE = (32, 18)
@@ -51,7 +51,7 @@ def probe_file(payload: dict[str, Any]) -> dict[str, Any]:
 def _probe(path: str, payload: dict[str, Any], logs: list) -> dict[str, Any]:
     import av
 
-    from lakehouse.workers import request_time_limit
+    from lakehouse.media.workers import request_time_limit
 
     try:
         container = _open(path)

@@ -61,12 +61,12 @@ def granted_limit(wanted: float | None, timeout_s: float, ceiling: float) -> flo
     return min(ceiling, max(timeout_s, wanted))
 
 
-def _resolve(func_ref: str) -> Callable[[Any], Any]:
+def resolve_function(func_ref: str) -> Callable[[Any], Any]:
     module, _, name = func_ref.partition(":")
     return getattr(importlib.import_module(module), name)
 
 
-def _worker_main(func_ref: str, memory_mb: int, threads: int) -> None:
+def worker_main(func_ref: str, memory_mb: int, threads: int) -> None:
     """Child side: read tasks from fd 0, answer on the original fd 1 (stdout goes to stderr,
     so a library that prints cannot corrupt the channel)."""
     global _running
@@ -79,7 +79,7 @@ def _worker_main(func_ref: str, memory_mb: int, threads: int) -> None:
 
         limit = memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    func = _resolve(func_ref)
+    func = resolve_function(func_ref)
     while True:
         try:
             message = inbox.recv()
@@ -109,7 +109,7 @@ class _Task:
 
 
 class _Worker:
-    """A worker is a fresh interpreter (``python -m lakehouse.workers``), not a fork or a
+    """A worker is a fresh interpreter (``python -m lakehouse.media.workers``), not a fork or a
     multiprocessing spawn: it never re-imports the caller's ``__main__`` and shares no locks
     or threads with the parent."""
 
@@ -122,7 +122,7 @@ class _Worker:
             [
                 sys.executable,
                 "-m",
-                "lakehouse.workers",
+                "lakehouse.media.workers",
                 func_ref,
                 str(memory_mb or 0),
                 str(threads),
@@ -262,8 +262,8 @@ q_crashed = "worker_crashed"
 
 
 if __name__ == "__main__":
-    # run as the module lakehouse.workers, not as __main__: that is the module a task imports
+    # run as the module lakehouse.media.workers, not as __main__: that is the module a task imports
     # to call request_time_limit()
-    from lakehouse.workers import _worker_main as main
+    from lakehouse.media.workers import worker_main as main
 
     main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))

@@ -1,8 +1,9 @@
-"""The blocking checks, as library functions: Dagster's asset checks call them on the tables'
-latest versions, and :func:`lakehouse.publish.publish` calls them again on exactly the versions
-it is about to publish. The per-source ingest checks that do not gate publication (annotation
-coverage, quarantine counts) live here too, so the asset checks stay wiring. Each takes an open
-:class:`~lakehouse.sql.Session` and returns a :class:`CheckOutcome`."""
+"""The checks, as library functions: Dagster's asset checks call them on the tables' latest
+versions, and :func:`lakehouse.publication.publish.publish` calls the blocking ones again on
+exactly the versions it is about to publish. The per-source checks that do not gate
+publication (annotation coverage, quarantine counts, embedding coverage) live here too, so the
+asset checks stay wiring. Each returns a :class:`CheckOutcome`; the SQL ones take an open
+:class:`~lakehouse.query.session.Session`."""
 
 from __future__ import annotations
 
@@ -10,15 +11,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lakehouse import schemas
-from lakehouse.store import sql_literal
+from lakehouse.core import schemas
+from lakehouse.core.schemas import CLIP_TABLE, TEXT_TABLE
+from lakehouse.enrich.embeddings import caption_stream
+from lakehouse.enrich.signals import PRIVACY_STATUSES, out_of_range_sql
+from lakehouse.ingest.plan import merge, sorted_groups, stream_memory_mb
+from lakehouse.storage.filters import sql_literal
+from lakehouse.storage.streams import BOUNDED_SCAN
+from lakehouse.storage.vectors import to_matrix
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from lakehouse.sources import Source
-    from lakehouse.sql import Session
-    from lakehouse.store import Lakehouse
+    from lakehouse.ingest.sources import Source
+    from lakehouse.query.session import Session
+    from lakehouse.storage.store import Store
 
 NORM_TOLERANCE = 1e-3
 
@@ -79,8 +86,8 @@ def _norms(batches: Iterable[pa.RecordBatch]) -> tuple[int, int, int]:
     for batch in batches:
         column = batch.column("vector")
         width = column.type.list_size
-        values = column.drop_null().flatten().to_numpy(zero_copy_only=False)
-        matrix = values.reshape(-1, width).astype(np.float64)
+        valid = column.is_valid().to_numpy(zero_copy_only=False)
+        matrix = to_matrix(column)[valid].astype(np.float64)
         norms = np.sqrt((matrix * matrix).sum(axis=1))
         checked += batch.num_rows
         bad += column.null_count
@@ -89,7 +96,7 @@ def _norms(batches: Iterable[pa.RecordBatch]) -> tuple[int, int, int]:
 
 
 def unit_vectors(
-    lh: Lakehouse, table: str, version: int, since_version: int | None = None
+    lh: Store, table: str, version: int, since_version: int | None = None
 ) -> CheckOutcome:
     """Every vector written after ``since_version`` (all of them when None) and present at
     ``version`` is finite and of unit norm. Rows written since are exactly the rows of fragments
@@ -115,12 +122,10 @@ def _model_scope(source: Source, model_id: str) -> str:
 
 
 def model_vectors(
-    lh: Lakehouse, table: str, source: Source, model_id: str, dim: int | None
+    lh: Store, table: str, source: Source, model_id: str, dim: int | None
 ) -> CheckOutcome:
     """The source's vectors from ``model_id`` are ``dim`` wide (when known), finite and of unit
     norm; streamed, so a source of any size is checked in the memory of one batch."""
-    from lakehouse.store import BOUNDED_SCAN
-
     ds = lh.dataset(table)
     checked = bad = width = 0
     if ds is not None:
@@ -141,11 +146,9 @@ def model_vectors(
     )
 
 
-def clip_embedding_coverage(lh: Lakehouse, source: Source, model_id: str) -> CheckOutcome:
+def clip_embedding_coverage(lh: Store, source: Source, model_id: str) -> CheckOutcome:
     """Share of the source's clips with keyframes that have a vector from ``model_id`` (one
     DuckDB query over streamed scans: distinct clip ids, spilling past its memory limit)."""
-    from lakehouse.embeddings import CLIP_TABLE
-
     row = next(
         lh.stream_query(
             "SELECT count(*) AS clips, count(e.clip_id) AS covered "
@@ -161,13 +164,10 @@ def clip_embedding_coverage(lh: Lakehouse, source: Source, model_id: str) -> Che
 
 
 def text_embedding_coverage(
-    lh: Lakehouse, source: Source, model_id: str, fields: Iterable[str]
+    lh: Store, source: Source, model_id: str, fields: Iterable[str]
 ) -> CheckOutcome:
     """Share of the source's caption texts (per clip and field, as the stage embeds them) that
     have a vector from ``model_id``; both sides stream sorted by clip."""
-    from lakehouse.embeddings import TEXT_TABLE, caption_stream
-    from lakehouse.plan import merge, sorted_groups, stream_memory_mb
-
     mb = stream_memory_mb(lh, 2)
     embedded = sorted_groups(
         lh,
@@ -196,11 +196,9 @@ def _coverage(name: str, model_id: str, unit: str, total: int, covered: int) -> 
 
 def signal_values_in_range(session: Session, source: str | None = None) -> CheckOutcome:
     """Every value of the ``signals`` rows (of ``source``, or of every source) in its range
-    (:func:`lakehouse.signals.out_of_range_sql`: fractions, areas and grey levels in [0, 1],
+    (:func:`lakehouse.enrich.signals.out_of_range_sql`: fractions, areas and grey levels in [0, 1],
     sharpness and motion not negative), the 0/1/2-hand fractions add up to 1, and every
     privacy_status is a known one."""
-    from lakehouse.signals import PRIVACY_STATUSES, out_of_range_sql
-
     out_of_range = out_of_range_sql()
     row = _one(
         session,

@@ -3,8 +3,9 @@
 DuckDB's memory limit covers its buffer manager and an interrupt stops a query between vectors,
 but a few functions allocate outside the buffer manager and run to completion regardless
 (``repeat('x', 1000000000)`` took 38 s past a 10 s limit and 2 GB here). In a worker process
-(:mod:`lakehouse.workers`) the query runs under an address-space limit (``sql.process_memory_mb``)
-and is killed at its time limit, so such a query fails with a clear error and the caller lives.
+(:mod:`lakehouse.media.workers`) the query runs under an address-space limit
+(``sql.process_memory_mb``) and is killed at its time limit, so such a query fails with a clear
+error and the caller lives. The worker side is :func:`lakehouse.query.session.query_task`.
 """
 
 from __future__ import annotations
@@ -13,29 +14,30 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from lakehouse import errors
-from lakehouse.errors import QueryError, QueryTimeoutError
+from lakehouse.core import errors
+from lakehouse.core.errors import QueryError, QueryTimeoutError
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from lakehouse.store import Lakehouse
+    from lakehouse.storage.store import Store
 
 GRACE_S = 8.0  # starting the process and opening the tables, on top of the query's own limit
 
 
 def run_isolated(
-    lh: Lakehouse,
+    lh: Store,
     sql: str,
     params: Sequence[Any] | Mapping[str, Any] | None = None,
     *,
     versions: Mapping[str, int | str] | None = None,
     timeout_s: float | None = None,
 ) -> pa.Table:
-    """Like :func:`lakehouse.sql.run_sql`, in a worker process that is killed past its limits."""
+    """Like :func:`lakehouse.query.session.run_sql`, in a worker process that is killed past its
+    limits."""
     import pyarrow as pa
 
-    from lakehouse.workers import run_supervised
+    from lakehouse.media.workers import run_supervised
 
     settings = lh.config.sql
     timeout = settings.timeout_s if timeout_s is None else timeout_s
@@ -48,7 +50,7 @@ def run_isolated(
     }
     (outcome,) = list(
         run_supervised(
-            "lakehouse.sql_isolated:query_task",
+            "lakehouse.query.session:query_task",
             [("query", payload)],
             workers=1,
             timeout_s=timeout + GRACE_S,
@@ -73,36 +75,3 @@ def run_isolated(
         raise cls(result["message"])
     with pa.ipc.open_stream(io.BytesIO(result["arrow"])) as reader:
         return reader.read_all()
-
-
-def query_task(payload: dict[str, Any]) -> dict[str, Any]:
-    """Worker side: open the lakehouse, run the query, return Arrow IPC bytes or the error."""
-    import pyarrow as pa
-
-    from lakehouse.config import Config
-    from lakehouse.errors import LakehouseError
-    from lakehouse.sql import run_sql
-    from lakehouse.store import Lakehouse
-
-    lh = Lakehouse(Config.from_dict(payload["config"]))
-    try:
-        table = run_sql(
-            lh,
-            payload["sql"],
-            payload["params"] or None,
-            versions=payload["versions"] or None,
-            timeout_s=payload["timeout_s"],
-        )
-    except LakehouseError as exc:
-        return {"ok": False, "error": type(exc).__name__, "message": str(exc)}
-    except MemoryError:
-        return {
-            "ok": False,
-            "error": "QueryError",
-            "message": "Query ran out of the memory its process may use (sql.process_memory_mb); "
-            "select less or narrow it.",
-        }
-    sink = io.BytesIO()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return {"ok": True, "arrow": sink.getvalue()}

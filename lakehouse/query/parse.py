@@ -168,7 +168,9 @@ def string_constant(expr: dict[str, Any]) -> str | None:
     literal = expr.get("value") or expr.get("literal") or {}
     if not isinstance(literal, dict):
         return None
-    kind = str(literal.get("kind") or (literal.get("type") or {}).get("id", "")).upper()
+    declared = literal.get("type")
+    type_id = declared.get("id", "") if isinstance(declared, dict) else ""
+    kind = str(literal.get("kind") or type_id).upper()
     text = literal.get("text", literal.get("value"))
     if kind in ("STRING", "VARCHAR") and isinstance(text, str):
         return text

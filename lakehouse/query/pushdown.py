@@ -4,7 +4,7 @@ DuckDB pushes a query's projection and its string/int comparisons into a registe
 dataset, but not ``LIKE`` or ``contains``: Lance returns every row's projected columns and
 DuckDB filters them afterwards (``bench/bench_scale.py``, "caption LIKE"). Lance evaluates
 ``contains(col, 'x')`` itself, from its NGRAM index where the column has one
-(:data:`lakehouse.scan.SCALAR_INDEXES`). :func:`pushed` finds, in the parsed query, the
+(:data:`lakehouse.storage.scan.SCALAR_INDEXES`). :func:`pushed` finds, in the parsed query, the
 top-level ``AND`` terms of a ``WHERE`` of the form ``<column> LIKE '<pattern>'`` or
 ``contains(<column>, '<text>')`` whose column is a column of ``clips`` (directly, or passed
 through unchanged by views, CTEs and subqueries such as ``clip_facts``), and ANDs
@@ -27,13 +27,12 @@ Lance would match case-sensitively and drop rows DuckDB keeps.
 Pushing pays unless an index makes it slower: on a column with an NGRAM index a filter is
 pushed only when at most :data:`INDEXED_MAX_FRACTION` of a fixed sample of rows pass it (see
 :func:`_selective_enough`). A session that reads ``clips`` from its Parquet copy
-(:mod:`lakehouse.mirror`) points ``clips`` at the Lance dataset for the one query it pushes,
+(:mod:`lakehouse.storage.mirror`) points ``clips`` at the Lance dataset for the one query it pushes,
 and pushes only rare phrases. ``sql.pushdown = false`` switches the whole rewrite off.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
@@ -41,15 +40,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from lakehouse.query import parse
+from lakehouse.query.parse import QUERY_NODES, conjuncts, string_constant
+
 if TYPE_CHECKING:
     import pyarrow.compute as pc
 
-    from lakehouse.sql import Session
+    from lakehouse.query.session import Session
 
 TABLE = "clips"
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAYBE_PUSHABLE = re.compile(r"like|contains|~~", re.IGNORECASE)
-QUERY_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_NODE"})
 # An indexed substring filter is pushed only when at most this share of rows passes it, as
 # estimated on SAMPLE_ROWS evenly spaced rows (read once per session and column).
 INDEXED_MAX_FRACTION = 0.10
@@ -136,8 +137,8 @@ def _selective_enough(context: _Context, plan: Pushdown) -> bool:
     matching rows is estimated on a fixed sample of the column, and a filter that passes too
     many is not pushed (the query runs as it does without the pushdown).
 
-    Where the session reads ``clips`` from its Parquet copy (:mod:`lakehouse.mirror`), DuckDB
-    filters the copy faster than Lance scans, so only an indexed filter passing at most
+    Where the session reads ``clips`` from its Parquet copy (:mod:`lakehouse.storage.mirror`),
+    DuckDB filters the copy faster than Lance scans, so only an indexed filter passing at most
     :data:`MIRRORED_MAX_FRACTION` of the sample is sent to Lance."""
     columns = sorted({column for column, _ in plan.terms})
     mirrored = TABLE in context.session.mirrored
@@ -199,8 +200,7 @@ class _Context:
         return pa.table({c: self.samples[c] for c in columns})
 
     def parse(self, sql: str) -> list[dict] | None:
-        text = self.session.con.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0]
-        tree = json.loads(text)
+        tree = parse.tree(sql)
         return None if tree.get("error") else tree["statements"]
 
     def columns_of(self, name: str) -> list[str] | None:
@@ -288,7 +288,7 @@ class _Walk:
         kind = node["type"]
         if kind not in ("SELECT_NODE", "SET_OPERATION_NODE"):
             raise _NotPushable(kind)  # recursive CTEs and the like
-        scope, unreferenced = self._scope(node, outer, user=user)
+        scope, unreferenced = self.scope_of(node, outer, user=user)
         for body, body_scope in unreferenced:  # not run by DuckDB, but counted to be safe
             self.query(body, body_scope, collect=False, user=user)
         if kind == "SET_OPERATION_NODE":
@@ -301,12 +301,12 @@ class _Walk:
             self.expressions(node.get(key), scope, user=user)
         self.expressions(node.get("modifiers"), scope, user=user)
         if collect and node.get("where_clause") and node.get("sample") is None:
-            for term in _conjuncts(node["where_clause"]):
+            for term in conjuncts(node["where_clause"]):
                 pushable = self._pushable(term, leaves, scope)
                 if pushable is not None:
                     self.terms.extend(pushable)
 
-    def _scope(self, node: dict, outer: _Scope, *, user: bool) -> tuple[_Scope, list]:
+    def scope_of(self, node: dict, outer: _Scope, *, user: bool) -> tuple[_Scope, list]:
         entries = (node.get("cte_map") or {}).get("map") or []
         scope = _Scope(parent=outer)
         for entry in entries:
@@ -384,23 +384,16 @@ class _Walk:
 
     def expressions(self, value: Any, scope: _Scope, *, user: bool) -> None:
         """Walk expressions for subqueries (their reads count) and refused constructs."""
-        stack = [value]
-        while stack:
-            item = stack.pop()
-            if isinstance(item, list):
-                stack.extend(item)
-            elif isinstance(item, dict):
-                kind = item.get("type")
-                if kind in QUERY_NODES:
-                    self.query(item, scope, collect=False, user=user)
-                    continue
-                if kind in ("TABLE_FUNCTION", "BASE_TABLE"):
-                    raise _NotPushable(kind)  # only inside query nodes, handled there
-                if item.get("class") == "FUNCTION" and (
-                    str(item.get("function_name", "")).lower() in self.context.macros
-                ):
-                    raise _NotPushable("macro")  # its body may read clips unseen
-                stack.extend(item.values())
+        for item in parse.nodes(value, into=lambda n: n.get("type") not in QUERY_NODES):
+            kind = item.get("type")
+            if kind in QUERY_NODES:
+                self.query(item, scope, collect=False, user=user)
+            elif kind in ("TABLE_FUNCTION", "BASE_TABLE"):
+                raise _NotPushable(kind)  # only inside query nodes, handled there
+            elif (
+                item.get("class") == "FUNCTION" and parse.function_name(item) in self.context.macros
+            ):
+                raise _NotPushable("macro")  # its body may read clips unseen
 
     # -- which WHERE terms push, and to which clips column -------------------------------------
 
@@ -424,11 +417,7 @@ class _Walk:
 
     def _string(self, expr: dict) -> str | None:
         if expr.get("class") == "CONSTANT":
-            literal = expr.get("value") or expr.get("literal") or {}
-            kind = str(literal.get("kind") or literal.get("type", {}).get("id", "")).upper()
-            if kind in ("STRING", "VARCHAR") and isinstance(literal.get("text"), str):
-                return literal["text"]
-            return None
+            return string_constant(expr)
         if expr.get("class") == "PARAMETER":
             key = str(expr.get("identifier", ""))
             value: Any = None
@@ -503,7 +492,7 @@ class _Walk:
 
     def _scope_quiet(self, node: dict, outer: _Scope) -> tuple[_Scope, list]:
         walk = _Walk(self.context, self.params)
-        return walk._scope(node, outer, user=False)
+        return walk.scope_of(node, outer, user=False)
 
     def _leaves(self, ref: dict, scope: _Scope) -> list | None:
         """The FROM leaves again, without counting reads."""
@@ -552,40 +541,18 @@ def _row_wise(context: _Context, node: dict) -> bool:
         return False
     if any(m.get("type") != "ORDER_MODIFIER" for m in node.get("modifiers") or []):
         return False  # LIMIT, DISTINCT
-    stack: list[Any] = [node["select_list"]]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            if item.get("type") in QUERY_NODES:
-                continue  # a scalar subquery's own aggregates are its business
-            if item.get("class") == "WINDOW":
-                return False
-            if item.get("class") == "FUNCTION" and (
-                str(item.get("function_name", "")).lower() in context.aggregates
-            ):
-                return False
-            stack.extend(item.values())
+    for item in parse.nodes(node["select_list"], into=lambda n: n.get("type") not in QUERY_NODES):
+        if item.get("type") in QUERY_NODES:
+            continue  # a scalar subquery's own aggregates are its business
+        if item.get("class") == "WINDOW":
+            return False
+        if item.get("class") == "FUNCTION" and parse.function_name(item) in context.aggregates:
+            return False
     return True
-
-
-def _conjuncts(expr: dict) -> Iterator[dict]:
-    if expr.get("class") == "CONJUNCTION" and expr.get("type") == "CONJUNCTION_AND":
-        for child in expr["children"]:
-            yield from _conjuncts(child)
-    else:
-        yield expr
 
 
 def _collect_names(value: Any, out: set[str]) -> None:
     """Every table name referenced anywhere under ``value`` (CTE references included)."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            if item.get("type") == "BASE_TABLE":
-                out.add(str(item.get("table_name", "")).lower())
-            stack.extend(item.values())
+    for item in parse.nodes(value):
+        if item.get("type") == "BASE_TABLE":
+            out.add(parse.table_name(item).lower())

@@ -1,12 +1,14 @@
 """Semantic predicates inside SQL: similarity functions and hit relations for DuckDB sessions.
 
-Registered in every :class:`lakehouse.sql.Session` (before it is locked down):
+Registered in every :class:`lakehouse.query.session.Session` (before it is locked down):
 
 - ``caption_similarity(clip_id, text)`` / ``visual_similarity(clip_id, text)``: cosine similarity
   between the text and the clip's caption embeddings (best field) or CLIP vector, NULL when the
   clip has none;
 - ``caption_hits(text, k)`` / ``visual_hits(text, k)``: the ``k`` most similar clips as a relation
-  ``(clip_id, score)``, usable in a join.
+  ``(clip_id, score)``, usable in a join;
+- ``exclude_near_duplicates(t)``: the rows of table or view ``t`` without the clips that are
+  near duplicates of another (:mod:`lakehouse.enrich.duplicates`).
 
 So one subset file can say "ego, longer than 30 s, and close to 'using a hand tool'":
 ``where viewpoint = 'ego' and duration_s > 30
@@ -19,9 +21,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lakehouse.embeddings import CLIP_TABLE, TEXT_TABLE
-from lakehouse.errors import QueryError
-from lakehouse.store import sql_literal
+from lakehouse.core.errors import QueryError
+from lakehouse.core.schemas import CLIP_TABLE, TEXT_TABLE
+from lakehouse.models.queries import embed_query
+from lakehouse.storage.filters import sql_literal
+from lakehouse.storage.vectors import read_vectors
 
 # Each distinct query text costs a model call and a score per clip, held for the session: a
 # query that compares against a different text per row (``caption_similarity(clip_id, clip_id)``)
@@ -32,7 +36,7 @@ MAX_TEXT_CHARS = 2000
 if TYPE_CHECKING:
     import numpy as np
 
-    from lakehouse.sql import Session
+    from lakehouse.query.session import Session
 
 MACROS = """
 CREATE OR REPLACE MACRO caption_hits(q, k) AS TABLE
@@ -43,6 +47,11 @@ CREATE OR REPLACE MACRO visual_hits(q, k) AS TABLE
     SELECT clip_id, score FROM (
         SELECT clip_id, visual_similarity(clip_id, q) AS score FROM clips
     ) WHERE score IS NOT NULL ORDER BY score DESC, clip_id LIMIT k;
+CREATE OR REPLACE MACRO exclude_near_duplicates(t) AS TABLE
+    SELECT * FROM query_table(t)
+    WHERE clip_id NOT IN (
+        SELECT clip_id FROM near_duplicates WHERE near_duplicate_of IS NOT NULL
+    );
 """
 
 
@@ -69,9 +78,7 @@ class SemanticFunctions:
                 null_handling=SPECIAL,
                 side_effects=False,
             )
-        from lakehouse.duplicates import MACROS as DUPLICATE_MACROS
-
-        for statement in (MACROS + DUPLICATE_MACROS).split(";"):
+        for statement in MACROS.split(";"):
             if statement.strip():
                 self.session.con.execute(statement)
 
@@ -95,8 +102,6 @@ class SemanticFunctions:
 
         key = (kind, text)
         if key not in self.scores:
-            from lakehouse.search import embed_query
-
             if len(text) > MAX_TEXT_CHARS:
                 raise QueryError(
                     f"A semantic query text is {len(text)} characters long; at most "
@@ -107,7 +112,7 @@ class SemanticFunctions:
                     f"Semantic functions compare clips against at most {MAX_TEXTS_PER_SESSION} "
                     "distinct texts per query; pass a constant text."
                 )
-            vector, model_id = embed_query(self.session.lh, text, kind)
+            vector, model_id = embed_query(self.session.lh.config.models, text, kind)
             ids, matrix = self._vectors(kind, model_id)
             scores: dict[str, float] = {}
             if len(ids):
@@ -120,23 +125,13 @@ class SemanticFunctions:
         return self.scores[key]
 
     def _vectors(self, kind: str, model_id: str) -> tuple[list[str], np.ndarray]:
-        import numpy as np
-
         table = CLIP_TABLE if kind == "visual" else TEXT_TABLE
         if table not in self.vectors:
             lh = self.session.lh
-            ds = lh.dataset(table, version=self.session.versions.get(table))
-            if ds is None:
-                self.vectors[table] = ([], np.zeros((0, 1), np.float32))
-            else:
-                data = ds.to_table(
-                    columns=["clip_id", "vector"], filter=f"model_id = {sql_literal(model_id)}"
-                )
-                ids = data.column("clip_id").to_pylist()
-                matrix = (
-                    np.stack(data.column("vector").to_numpy(zero_copy_only=False))
-                    if ids
-                    else np.zeros((0, 1), np.float32)
-                )
-                self.vectors[table] = (ids, matrix.astype(np.float32))
+            found = read_vectors(
+                lh.dataset(table, version=self.session.versions.get(table)),
+                columns=["clip_id"],
+                filter=f"model_id = {sql_literal(model_id)}",
+            )
+            self.vectors[table] = (found.columns["clip_id"], found.matrix)
         return self.vectors[table]

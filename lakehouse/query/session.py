@@ -8,22 +8,22 @@ or load extensions, attach databases or change settings; a statement must be a s
 
 Three more walls (the "SQL attack matrix" of docs/guide.md):
 
-- before DuckDB runs anything, the parsed query is walked and refused if it calls a table
-  function outside :data:`ALLOWED_TABLE_FUNCTIONS` (file readers, ``query()``, settings, logs,
-  secrets, ``checkpoint()``…), a scalar function in :data:`REFUSED_FUNCTIONS`
-  (``current_setting``…) or names a file as a table; the directories DuckDB would reveal are
-  pointed at the session's own empty temporary folder;
+- before DuckDB runs anything, the parsed query is walked and refused
+  (:mod:`lakehouse.query.guard`) if it calls a table function outside the allowed ones (file
+  readers, ``query()``, settings, logs, secrets, ``checkpoint()``…), a scalar function that
+  reads settings (``current_setting``…) or names a file as a table; the directories DuckDB
+  would reveal are pointed at the session's own empty temporary folder;
 - a result is streamed and refused once it passes ``sql.max_result_mb``;
 - :func:`run_sql` with ``isolated=True`` (what ``lakehouse sql`` does) runs the query in a
   separate process under an address-space limit (``sql.process_memory_mb``) that is killed at
   the time limit, for the few DuckDB functions that neither the memory limit nor an interrupt
   can stop (``repeat('x', 1e9)`` allocates outside the buffer manager and ignores interrupts).
 
-A table with a Parquet copy of the version opened (:mod:`lakehouse.mirror`) is read from that
-copy, the one folder ``allowed_directories`` leaves readable. A session reads each table at its
-published version (``Lakehouse.published_dataset``) unless ``latest=True`` (the pipeline's
+A table with a Parquet copy of the version opened (:mod:`lakehouse.storage.mirror`) is read from
+that copy, the one folder ``allowed_directories`` leaves readable. A session reads each table at its
+published version (``Store.published_dataset``) unless ``latest=True`` (the pipeline's
 checks) or pinned ``versions`` are given, and holds a reader lease on the versions it opened
-until it closes (:mod:`lakehouse.readers`).
+until it closes (:mod:`lakehouse.storage.leases`).
 """
 
 from __future__ import annotations
@@ -39,63 +39,27 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lakehouse import mirror, schemas
-from lakehouse.errors import (
+from lakehouse.core import schemas
+from lakehouse.core.errors import (
     ModelUnavailableError,
     QueryError,
     QueryRefusedError,
     QueryTimeoutError,
 )
-from lakehouse.pushdown import pushed
-from lakehouse.scan import for_sql
+from lakehouse.query.guard import check_statement
+from lakehouse.query.isolated import run_isolated
+from lakehouse.query.parse import first_line
+from lakehouse.query.pushdown import pushed
+from lakehouse.storage import mirror
+from lakehouse.storage.scan import for_sql
 
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
-    from lakehouse.store import Lakehouse
+    from lakehouse.storage.store import Store
 
 VIEW_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
-ALLOWED_STATEMENTS = ("SELECT", "EXPLAIN")
-# Relations a query may produce with a table function: generators, the lakehouse's semantic
-# hits, and the catalog of its own tables and views. Anything else is refused by name.
-ALLOWED_TABLE_FUNCTIONS = frozenset(
-    {
-        "range",
-        "generate_series",
-        "unnest",
-        "repeat",
-        "caption_hits",
-        "visual_hits",
-        "exclude_near_duplicates",
-        "duckdb_tables",
-        "duckdb_views",
-        "duckdb_columns",
-        "duckdb_constraints",
-        "duckdb_types",
-        "duckdb_schemas",
-        "duckdb_functions",
-        "duckdb_keywords",
-    }
-)
-# Scalar functions that read the process's settings or environment.
-REFUSED_FUNCTIONS = frozenset({"current_setting", "getenv", "getvariable", "current_schemas"})
-# Built-in views that show settings or the log of other statements.
-REFUSED_RELATIONS = frozenset(
-    {
-        "duckdb_settings",
-        "duckdb_logs",
-        "duckdb_log_contexts",
-        "duckdb_databases",
-        "pragma_database_list",
-        "pg_settings",
-        "duckdb_secrets",
-    }
-)
-FILE_LIKE = re.compile(r"[/\\.*?:]")  # a path, a file name, a glob or a URL
-EXPLAIN_PREFIX = re.compile(
-    r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*explain(?:\s+analyze)?\b", re.IGNORECASE | re.DOTALL
-)
 
 
 class Session:
@@ -103,7 +67,7 @@ class Session:
 
     def __init__(
         self,
-        lh: Lakehouse,
+        lh: Store,
         *,
         versions: Mapping[str, int | str] | None = None,
         locked: bool = True,
@@ -113,12 +77,12 @@ class Session:
     ):
         import duckdb
 
-        from lakehouse.readers import ReaderLease
+        from lakehouse.storage.leases import ReaderLease
 
         self.lh = lh
         self.latest = latest
         settings = lh.config.sql
-        self._tmp = tempfile.mkdtemp(prefix="lakehouse-duckdb-")
+        self.tmp = tempfile.mkdtemp(prefix="lakehouse-duckdb-")
         self.con = duckdb.connect(
             ":memory:",
             config={
@@ -127,13 +91,15 @@ class Session:
                 "max_temp_directory_size": settings.temp_limit,
                 "autoinstall_known_extensions": False,
                 "autoload_known_extensions": False,
-                "temp_directory": self._tmp,
+                "temp_directory": self.tmp,
             },
         )
         self.versions: dict[str, int] = {}
         # tables served from their Parquet copy: name -> (copy view, Lance relation, null columns)
         self.mirrored: dict[str, tuple[str, str, str]] = {}
-        self.datasets: dict[str, Any] = {}  # the registered Lance datasets (lakehouse.pushdown)
+        self.datasets: dict[
+            str, Any
+        ] = {}  # the registered Lance datasets (lakehouse.query.pushdown)
         self.lease = ReaderLease(lh)
         with self.lease.registering():
             self.tables = self._register_tables(versions or {})
@@ -145,7 +111,7 @@ class Session:
             else read_views(views_dirs or [lh.config.sql_dirs["views"]])
         )
         self.views = self._create_views(self.view_sql)
-        from lakehouse.semantic_sql import SemanticFunctions
+        from lakehouse.query.semantic import SemanticFunctions
 
         self.semantic = SemanticFunctions(self)
         self.semantic.register()
@@ -153,10 +119,10 @@ class Session:
         _progress_bar_off(self.con)
         for setting in ("home_directory", "secret_directory", "extension_directory"):
             # nothing in the session needs them; what a query could read there is our own folder
-            self.con.execute(f"SET {setting} = '{self._tmp}'")
+            self.con.execute(f"SET {setting} = '{self.tmp}'")
         if locked:
             if self.mirrored:  # before external access goes: the folders it may still read
-                from lakehouse.store import sql_literal
+                from lakehouse.storage.filters import sql_literal
 
                 allowed = ", ".join(
                     sql_literal(mirror.folder(self.lh, name) + os.sep) for name in self.mirrored
@@ -175,7 +141,7 @@ class Session:
     def close(self) -> None:
         self.con.close()
         self.lease.release()
-        shutil.rmtree(self._tmp, ignore_errors=True)
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     def _register_tables(self, versions: Mapping[str, int | str]) -> list[str]:
         known = [*schemas.TABLES, *schemas.DYNAMIC_TABLES]
@@ -216,9 +182,9 @@ class Session:
         self.con.execute(f'CREATE VIEW "{name}" AS SELECT *{self._nulls(missing)} FROM "{hidden}"')
 
     def _register_mirrored(self, name: str, files: list[str], missing: list[pa.Field]) -> None:
-        """Serve ``name`` from its Parquet copy (:mod:`lakehouse.mirror`), keeping the Lance
-        dataset registered for the queries :mod:`lakehouse.pushdown` sends to its indexes."""
-        from lakehouse.store import sql_literal
+        """Serve ``name`` from its Parquet copy (:mod:`lakehouse.storage.mirror`), keeping the Lance
+        dataset registered for the queries :mod:`lakehouse.query.pushdown` sends to its indexes."""
+        from lakehouse.storage.filters import sql_literal
 
         version = self.versions[name]
         lance_name, copy_name = f"_{name}_v{version}", f"_{name}_v{version}_copy"
@@ -276,7 +242,7 @@ class Session:
         """Run one read-only statement with bound parameters; return an Arrow table."""
         import duckdb
 
-        check_statement(self.con, sql)
+        check_statement(sql)
         timeout = self.lh.config.sql.timeout_s if timeout_s is None else timeout_s
         timer = threading.Timer(timeout, self.con.interrupt)
         timer.daemon = True
@@ -289,7 +255,7 @@ class Session:
                 f"Query ran past the {timeout:g} s time limit; narrow it or raise sql.timeout_s."
             ) from None
         except duckdb.PermissionException as exc:
-            raise QueryRefusedError(f"Query refused: {_first_line(exc)}.") from None
+            raise QueryRefusedError(f"Query refused: {first_line(exc)}.") from None
         except duckdb.OutOfMemoryException:
             raise QueryError(
                 f"Query ran out of its {self.lh.config.sql.memory_limit} memory limit; "
@@ -306,13 +272,13 @@ class Session:
                 raise QueryRefusedError(
                     "Query refused: settings cannot be changed in the lakehouse SQL session."
                 ) from None
-            raise QueryError(f"Query failed: {_first_line(exc)}") from None
+            raise QueryError(f"Query failed: {first_line(exc)}") from None
         except duckdb.Error as exc:
-            raise QueryError(f"Query failed: {_first_line(exc)}") from None
+            raise QueryError(f"Query failed: {first_line(exc)}") from None
         except (OverflowError, ValueError, TypeError) as exc:  # a value Arrow cannot hold
             if isinstance(exc, QueryError):
                 raise
-            raise QueryError(f"Query result cannot be converted: {_first_line(exc)}") from None
+            raise QueryError(f"Query result cannot be converted: {first_line(exc)}") from None
         finally:
             timer.cancel()
 
@@ -354,96 +320,8 @@ def read_views(dirs: Sequence[Path]) -> dict[str, str]:
     return views
 
 
-def check_statement(con: duckdb.DuckDBPyConnection, sql: str) -> None:
-    """Refuse anything but exactly one read-only statement that only calls allowed functions."""
-    import duckdb
-
-    try:
-        statements = con.extract_statements(sql)
-    except duckdb.Error as exc:
-        raise QueryError(f"Query does not parse: {_first_line(exc)}") from None
-    if not statements:
-        raise QueryError("Query is empty; pass one SELECT statement.")
-    if len(statements) > 1:
-        raise QueryRefusedError(
-            f"Query refused: pass exactly one statement (found {len(statements)} separated by ';')."
-        )
-    kind = statements[0].type.name
-    if kind == "MULTI" and re.match(r"\s*pivot\b", sql, re.IGNORECASE):
-        # DuckDB runs a PIVOT without an IN list as two statements (one finds the values)
-        raise QueryRefusedError(
-            "Query refused: PIVOT needs the values to pivot on spelled out, "
-            "e.g. PIVOT t ON col IN ('a', 'b') USING count(*)."
-        )
-    if kind not in ALLOWED_STATEMENTS:
-        raise QueryRefusedError(
-            f"Query refused: {kind} statements are not allowed; only read-only SELECT queries run."
-        )
-    if kind == "EXPLAIN":
-        inner, found = EXPLAIN_PREFIX.subn("", sql, count=1)
-        inner_statements = con.extract_statements(inner) if found else []
-        if len(inner_statements) != 1 or inner_statements[0].type.name != "SELECT":
-            raise QueryRefusedError("Query refused: EXPLAIN is allowed for SELECT queries only.")
-        sql = inner
-    check_functions(con, sql)
-
-
-def check_functions(con: duckdb.DuckDBPyConnection, sql: str) -> None:
-    """Walk the parsed query and refuse table functions outside ALLOWED_TABLE_FUNCTIONS, scalar
-    functions in REFUSED_FUNCTIONS and relations in REFUSED_RELATIONS, before anything runs."""
-    import json
-
-    import duckdb
-
-    try:
-        tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0])
-    except duckdb.Error as exc:
-        raise QueryError(f"Query does not parse: {_first_line(exc)}") from None
-    if tree.get("error"):
-        raise QueryRefusedError(
-            f"Query refused: it cannot be checked ({tree.get('error_message', 'unknown')})."
-        )
-    stack: list[Any] = [tree["statements"]]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, list):
-            stack.extend(node)
-            continue
-        if not isinstance(node, dict):
-            continue
-        kind = node.get("type")
-        if kind == "TABLE_FUNCTION":
-            name = str((node.get("function") or {}).get("function_name", "")).lower()
-            if name not in ALLOWED_TABLE_FUNCTIONS:
-                raise QueryRefusedError(
-                    f"Query refused: the table function {name}() is not available in the "
-                    "lakehouse SQL session; read the lakehouse tables and views instead."
-                )
-        elif kind == "FUNCTION" and str(node.get("function_name", "")).lower() in (
-            REFUSED_FUNCTIONS
-        ):
-            raise QueryRefusedError(
-                f"Query refused: {node['function_name']}() reads the server's settings or "
-                "environment, which the lakehouse SQL session does not expose."
-            )
-        elif kind == "BASE_TABLE" and str(node.get("table_name", "")).lower() in (
-            REFUSED_RELATIONS
-        ):
-            raise QueryRefusedError(
-                f"Query refused: {node['table_name']} shows the server's settings or log, which "
-                "the lakehouse SQL session does not expose."
-            )
-        elif kind == "BASE_TABLE" and FILE_LIKE.search(str(node.get("table_name", ""))):
-            # DuckDB reads a table named like a file as that file (a replacement scan)
-            raise QueryRefusedError(
-                f"Query refused: {node['table_name']!r} names a file; the lakehouse SQL session "
-                "reads its tables and views only."
-            )
-        stack.extend(node.values())
-
-
 def run_sql(
-    lh: Lakehouse,
+    lh: Store,
     sql: str,
     params: Sequence[Any] | Mapping[str, Any] | None = None,
     *,
@@ -459,8 +337,6 @@ def run_sql(
     costs tens of milliseconds, as much as a selective query over millions of rows. A kept
     session holds its reader lease until it is replaced."""
     if isolated:
-        from lakehouse.sql_isolated import run_isolated
-
         return run_isolated(lh, sql, params, versions=versions, timeout_s=timeout_s)
     if versions is not None:
         with Session(lh, versions=versions) as session:
@@ -472,15 +348,15 @@ def run_sql(
         tuple(sorted(views.items())),
     )
     with _SESSIONS_LOCK:
-        cached = getattr(lh, "_sql_session", None)
+        cached = lh.caches.get(__name__)
         if cached is None or cached[0] != key:
             if cached is not None:
                 with cached[2]:
                     cached[1].close()
             session = Session(lh, view_sql=views)
-            weakref.finalize(session, shutil.rmtree, session._tmp, ignore_errors=True)
+            weakref.finalize(session, shutil.rmtree, session.tmp, ignore_errors=True)
             cached = (key, session, threading.Lock())
-            lh._sql_session = cached
+            lh.caches[__name__] = cached
             _KEPT.add(lh)
     _, session, lock = cached
     with lock:
@@ -488,27 +364,20 @@ def run_sql(
 
 
 _SESSIONS_LOCK = threading.Lock()
-_KEPT: weakref.WeakSet[Lakehouse] = weakref.WeakSet()  # lakehouses holding a kept session
+_KEPT: weakref.WeakSet[Store] = weakref.WeakSet()  # handles holding a kept session
 
 
 def close_kept_sessions() -> None:
-    """Close the sessions ``run_sql`` keeps (and the parser connection of ``search``): run at
-    interpreter exit, so no DuckDB connection is still alive when its module is torn down
-    (DuckDB's bindings then print a screen of "leaked instance" warnings)."""
+    """Close the sessions ``run_sql`` keeps: run at interpreter exit, so no DuckDB connection is
+    still alive when its module is torn down (DuckDB's bindings then print a screen of "leaked
+    instance" warnings; the parser connection closes itself the same way)."""
     with _SESSIONS_LOCK:
         for lh in list(_KEPT):
-            cached = getattr(lh, "_sql_session", None)
+            cached = lh.caches.pop(__name__, None)
             if cached is not None:
                 with cached[2]:
                     cached[1].close()
-                lh._sql_session = None
         _KEPT.clear()
-    import sys
-
-    search = sys.modules.get("lakehouse.search")
-    if search is not None and search._parser.cache_info().currsize:
-        search._parser().close()
-        search._parser.cache_clear()
 
 
 atexit.register(close_kept_sessions)
@@ -539,5 +408,36 @@ def _strip(body: str) -> str:
     return body.strip().rstrip(";")
 
 
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+def query_task(payload: dict[str, Any]) -> dict[str, Any]:
+    """Worker side of :func:`lakehouse.query.isolated.run_isolated`: open the lakehouse, run the
+    query, return Arrow IPC bytes or the error."""
+    import io
+
+    import pyarrow as pa
+
+    from lakehouse.core.config import Config
+    from lakehouse.core.errors import LakehouseError
+    from lakehouse.storage.store import Store
+
+    lh = Store(Config.from_dict(payload["config"]))
+    try:
+        table = run_sql(
+            lh,
+            payload["sql"],
+            payload["params"] or None,
+            versions=payload["versions"] or None,
+            timeout_s=payload["timeout_s"],
+        )
+    except LakehouseError as exc:
+        return {"ok": False, "error": type(exc).__name__, "message": str(exc)}
+    except MemoryError:
+        return {
+            "ok": False,
+            "error": "QueryError",
+            "message": "Query ran out of the memory its process may use (sql.process_memory_mb); "
+            "select less or narrow it.",
+        }
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return {"ok": True, "arrow": sink.getvalue()}

@@ -16,14 +16,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lakehouse.errors import InputError
-from lakehouse.plots import data_uri
-from lakehouse.store import in_list
+from lakehouse.core.errors import InputError
+from lakehouse.render.plots import data_uri
+from lakehouse.storage.filters import in_list
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from lakehouse.store import Lakehouse
+    from lakehouse.storage.store import Store
 
 MAX_CLIPS = 500
 DETAIL_COLUMNS = ("uri", "start_s", "end_s", "duration_s", "viewpoint", "short_caption", "source")
@@ -100,7 +100,7 @@ class ContactSheet:
     def save(self, path: str | os.PathLike[str]) -> str:
         """Write the page to ``path`` atomically (a temporary file beside it, then a rename);
         returns the absolute path."""
-        from lakehouse.output import write_atomic
+        from lakehouse.core.files import write_atomic
 
         target = check_target(path)
         page = self.html()
@@ -129,7 +129,7 @@ def check_target(path: str | os.PathLike[str]) -> str:
 
 
 def contact_sheet(
-    lh: Lakehouse,
+    lh: Store,
     clips: pa.Table | Sequence[str],
     *,
     title: str = "Clips",
@@ -137,8 +137,9 @@ def contact_sheet(
     keyframes_per_clip: int = 4,
 ) -> ContactSheet:
     """A contact sheet of ``clips`` in their order: an Arrow table with a ``clip_id`` column
-    (such as :func:`lakehouse.search.search` returns; its ``score`` and any of the clip columns
-    it has are shown) or a list of clip ids. Columns the table lacks come from ``clip_facts``."""
+    (such as :func:`lakehouse.search.ranking.search` returns; its ``score`` and any of the clip
+    columns it has are shown) or a list of clip ids. Columns the table lacks come from the clip
+    rows."""
     rows = _rows(clips)
     if len(rows) > MAX_CLIPS:
         raise InputError(
@@ -189,19 +190,18 @@ def _rows(clips: pa.Table | Sequence[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def _facts(lh: Lakehouse, ids: list[str]) -> dict[str, dict[str, Any]]:
-    if not ids:
+def _facts(lh: Store, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The clips' own columns, from the version of ``clips`` readers see (what ``clip_facts``
+    shows for them: every detail column is a column of the clip row)."""
+    ds = lh.published_dataset("clips") if ids else None
+    if ds is None:
         return {}
-    table = lh.sql(
-        f"select clip_id, {', '.join(DETAIL_COLUMNS)} from clip_facts "
-        "where list_contains($ids, clip_id)",
-        {"ids": ids},
-    )
+    table = ds.to_table(columns=["clip_id", *DETAIL_COLUMNS], filter=in_list("clip_id", ids))
     return {r["clip_id"]: r for r in table.to_pylist()}
 
 
 def _keyframes(
-    lh: Lakehouse, ids: list[str], per_clip: int
+    lh: Store, ids: list[str], per_clip: int
 ) -> dict[str, list[tuple[float | None, bytes]]]:
     """Up to ``per_clip`` keyframes per clip, spread over the clip, from the current keyframe
     settings where a clip has frames of several."""

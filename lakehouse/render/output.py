@@ -1,8 +1,8 @@
 """Render query results for people (aligned table) and programs (CSV, JSON, Parquet).
 
 Binary cells (JPEG thumbnails) become base64 in CSV/JSON and ``<N bytes>`` in the table view;
-nested values (lists, structs) become JSON text in CSV. Files are written atomically: a
-temporary name in the same folder, then a rename.
+nested values (lists, structs) become JSON text in CSV. Files are written atomically
+(:func:`lakehouse.core.files.write_atomic`).
 """
 
 from __future__ import annotations
@@ -12,12 +12,10 @@ import datetime as dt
 import io
 import json
 import math
-import os
-import tempfile
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from lakehouse.errors import InputError
+from lakehouse.core.errors import InputError
+from lakehouse.core.files import write_atomic
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -26,7 +24,7 @@ FORMATS = ("table", "csv", "json", "parquet")
 MAX_CELL = 60
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
     if isinstance(value, dt.datetime | dt.date | dt.time):
@@ -34,9 +32,9 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
         return None
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if hasattr(value, "as_tuple") or type(value).__name__ == "Decimal":
         return str(value)
     return value
@@ -44,7 +42,7 @@ def _plain(value: Any) -> Any:
 
 def to_json(table: pa.Table) -> str:
     """A JSON array of row objects."""
-    return json.dumps([_plain(r) for r in table.to_pylist()], ensure_ascii=False, indent=1) + "\n"
+    return json.dumps([plain(r) for r in table.to_pylist()], ensure_ascii=False, indent=1) + "\n"
 
 
 def to_csv(table: pa.Table) -> str:
@@ -56,7 +54,7 @@ def to_csv(table: pa.Table) -> str:
     for row in table.to_pylist():
         cells = []
         for value in row.values():
-            value = _plain(value)
+            value = plain(value)
             if isinstance(value, list | dict):
                 value = json.dumps(value, ensure_ascii=False)
             cells.append("" if value is None else value)
@@ -72,7 +70,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         text = f"{value:.6g}"
     else:
-        text = str(_plain(value)) if not isinstance(value, str) else value
+        text = str(plain(value)) if not isinstance(value, str) else value
     text = text.replace("\n", " ")
     return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
 
@@ -89,30 +87,6 @@ def to_text_table(table: pa.Table, max_rows: int = 200) -> str:
         out.append(f"… {table.num_rows - max_rows} more rows (use --format csv or --out)")
     out.append(f"({table.num_rows} row{'s' if table.num_rows != 1 else ''})")
     return "\n".join(out) + "\n"
-
-
-TMP_PREFIX = ".tmp-"  # the name of a file write_atomic has not renamed into place yet
-
-
-def write_atomic(path: str, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` then rename into place, so readers never see a partial file."""
-    folder = os.path.dirname(os.path.abspath(path)) or "."
-    if not os.path.isdir(folder):
-        raise InputError(f"Folder {folder} does not exist; create it or choose another --out.")
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=folder)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a result file is not
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def emit(table: pa.Table, fmt: str, out: str | None, stdout: Any) -> None:

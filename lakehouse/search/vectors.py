@@ -17,31 +17,31 @@ How a query runs depends on how many rows its filter leaves (``search`` settings
   ``nprobes`` also grows with the index: it is set for 256 partitions (about 1M vectors) and
   scaled to the index's partition count, so a 10M-vector index probes the same fraction.
 
-Every query reads the table's published version (see ``lakehouse.publish``; the latest one for a
-table never published), so a write by another process is seen once its checks pass, through one
-Lance dataset per table that is checked out at the new version rather than reopened, which keeps
-Lance's index cache warm (reopening costs ~40 ms a query on a 1M-row index). Facts that change
-only with the version — row count, the index, filter counts, whether every row has the queried
-model — are computed once per version.
+Every query reads the table's published version (see ``lakehouse.publication.publish``; the latest
+one for a table never published), so a write by another process is seen once its checks pass,
+through one Lance dataset per table that is checked out at the new version rather than reopened,
+which keeps Lance's index cache warm (reopening costs ~40 ms a query on a 1M-row index). Facts that
+change only with the version — row count, the index, filter counts, whether every row has the
+queried model — are computed once per version.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lakehouse.errors import InputError
-from lakehouse.store import BOUNDED_SCAN, sql_literal
+from lakehouse.core.errors import InputError
+from lakehouse.storage.filters import sql_literal
+from lakehouse.storage.vectors import read_vectors, to_matrix
 
 if TYPE_CHECKING:
     import lance
     import numpy as np
 
-    from lakehouse.store import Lakehouse
+    from lakehouse.storage.store import Store
 
 # A filter passing this fraction of the rows or more searches with the configured probes.
 FULL_EFFORT_SELECTIVITY = 0.25
@@ -92,7 +92,7 @@ class _Version:
 class VectorTable:
     """One vector table of a lakehouse, queried at its published version."""
 
-    def __init__(self, lh: Lakehouse, name: str):
+    def __init__(self, lh: Store, name: str):
         self.lh = lh
         self.name = name
         self._ds: lance.LanceDataset | None = None
@@ -287,28 +287,13 @@ class VectorTable:
     ) -> _Block:
         """The passing rows' vectors, read batch by batch into one matrix of ``passing`` rows
         (the count at this version), so reading a block peaks at the block plus one batch."""
-        import numpy as np
-
         key = (version.version, expression or "")
         block = self._blocks.get(key)
         if block is not None:
             self._blocks.move_to_end(key)
             return block
-        dim = version.ds.schema.field("vector").type.list_size
-        matrix = np.empty((passing, dim), dtype=np.float32)
-        row_ids = np.empty(passing, dtype=np.uint64)
-        filled = 0
-        for batch in version.ds.to_batches(
-            columns=["vector"], filter=expression, with_row_id=True, **BOUNDED_SCAN
-        ):
-            n = batch.num_rows
-            column = batch.column("vector")  # .values keeps a slot for a null vector
-            values = column.values.slice(column.offset * dim, n * dim)
-            values = values.to_numpy(zero_copy_only=False)
-            matrix[filled : filled + n] = values.reshape(n, dim)
-            row_ids[filled : filled + n] = batch.column("_rowid").to_numpy()
-            filled += n
-        block = _Block(row_ids[:filled], matrix[:filled])  # leading rows: still contiguous
+        found = read_vectors(version.ds, filter=expression, row_ids=True, rows=passing)
+        block = _Block(found.columns["_rowid"], found.matrix)
         self._blocks[key] = block
         total = sum(b.nbytes for b in self._blocks.values())
         while total > budget and len(self._blocks) > 1:
@@ -365,8 +350,7 @@ class _Ivf:
         offsets = np.sort(rng.choice(version.rows, size=n, replace=False))
         scalar = [f.name for f in version.ds.schema if f.name != "vector"]
         table = version.ds.take(offsets.tolist(), columns=[*scalar, "vector"])
-        vectors = table.column("vector").combine_chunks()
-        matrix = vectors.values.to_numpy(zero_copy_only=False).reshape(-1, vectors.type.list_size)
+        matrix = to_matrix(table.column("vector"))
         dots = matrix @ centroids.T
         # Lance assigns by its distance; which one matches is read off the partition sizes
         by_dot = np.argmax(dots, axis=1)
@@ -466,13 +450,15 @@ def _top(
     top = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
     top = top[np.argsort(-scores[top], kind="stable")]
     ids = block.row_ids[top].tolist()
-    rows = _take(ds, ids, columns)
+    rows = take_by_row_id(ds, ids, columns)
     for row, i in zip(rows, top.tolist(), strict=True):
         row["score"] = float(scores[i])
     return rows
 
 
-def _take(ds: lance.LanceDataset, row_ids: list[int], columns: list[str]) -> list[dict[str, Any]]:
+def take_by_row_id(
+    ds: lance.LanceDataset, row_ids: list[int], columns: list[str]
+) -> list[dict[str, Any]]:
     """Rows by Lance row id, in the order given."""
     take_rows = getattr(ds, "_take_rows", None)  # ~1 ms for 10 rows; not public API
     if take_rows is not None:
@@ -484,14 +470,13 @@ def _take(ds: lance.LanceDataset, row_ids: list[int], columns: list[str]) -> lis
     return [by_id[i] for i in row_ids]
 
 
-_TABLES: weakref.WeakKeyDictionary[Any, dict[str, VectorTable]] = weakref.WeakKeyDictionary()
 _TABLES_LOCK = threading.Lock()
 
 
-def vector_table(lh: Lakehouse, name: str) -> VectorTable:
-    """The (cached) query handle of table ``name`` of ``lh``."""
+def vector_table(lh: Store, name: str) -> VectorTable:
+    """The query handle of table ``name`` of ``lh``, kept with the handle."""
     with _TABLES_LOCK:
-        tables = _TABLES.setdefault(lh, {})
+        tables = lh.caches.setdefault(__name__, {})
         if name not in tables:
             tables[name] = VectorTable(lh, name)
         return tables[name]

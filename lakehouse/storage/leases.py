@@ -18,10 +18,10 @@ import uuid
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from lakehouse.locks import lakehouse_lock
+from lakehouse.core.locks import lakehouse_lock
 
 if TYPE_CHECKING:
-    from lakehouse.store import Lakehouse
+    from lakehouse.storage.store import Store
 
 FOLDER = ".readers"
 CLEANUP_LOCK = "cleanup"
@@ -30,7 +30,7 @@ CLEANUP_LOCK = "cleanup"
 class ReaderLease:
     """One reader's claim on the versions it opened (a no-op where leases cannot be kept)."""
 
-    def __init__(self, lh: Lakehouse):
+    def __init__(self, lh: Store):
         self.lh = lh
         self.path: str | None = None
         self.fd: int | None = None
@@ -67,7 +67,7 @@ class ReaderLease:
 
 
 @contextlib.contextmanager
-def reading(lh: Lakehouse, versions: Mapping[str, int]) -> Iterator[None]:
+def reading(lh: Store, versions: Mapping[str, int]) -> Iterator[None]:
     """Hold a lease on ``versions`` for the duration of the block."""
     lease = ReaderLease(lh)
     with lease.registering():
@@ -78,7 +78,7 @@ def reading(lh: Lakehouse, versions: Mapping[str, int]) -> Iterator[None]:
         lease.release()
 
 
-def held_versions(lh: Lakehouse) -> dict[str, set[int]]:
+def held_versions(lh: Store) -> dict[str, set[int]]:
     """Versions named by live leases, per table; removes the leases of dead readers.
     Call it holding the ``cleanup`` lock exclusively."""
     import fcntl

@@ -16,7 +16,7 @@ between two versions keeps its file, so a publication after an increment writes 
 fragments and those with new deletions: its cost follows the increment, not the table. A
 version's manifest (``v<version>.json``) lists its files; it is written last, so a reader
 finds either a complete copy or none. Copies are kept for the versions Lance keeps
-(:func:`prune`, called by :meth:`Lakehouse.cleanup`).
+(:func:`prune`, called by :meth:`Store.cleanup`).
 
 Only a local root gets a copy (an object-store root would need DuckDB's ``httpfs``
 extension, which the locked session does not load), and ``sql.mirror = false`` turns it off.
@@ -31,14 +31,14 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lakehouse.output import TMP_PREFIX, write_atomic
+from lakehouse.core.files import TMP_PREFIX, write_atomic
 
 if TYPE_CHECKING:
     import lance
     import pyarrow as pa
     from lance.fragment import LanceFragment
 
-    from lakehouse.store import Lakehouse
+    from lakehouse.storage.store import Store
 
 FOLDER = ".sql_mirror"
 # The narrow tables whole-column scans read: not the JPEGs or the vectors (searched in Lance).
@@ -46,15 +46,15 @@ MIRRORED_TABLES = ("clips",)
 ROW_GROUP = 65_536
 
 
-def enabled(lh: Lakehouse) -> bool:
+def enabled(lh: Store) -> bool:
     return lh.config.is_local and lh.config.sql.mirror
 
 
-def folder(lh: Lakehouse, table: str) -> str:
+def folder(lh: Store, table: str) -> str:
     return os.path.join(lh.root, FOLDER, table)
 
 
-def parts(lh: Lakehouse, table: str, version: int) -> list[str] | None:
+def parts(lh: Store, table: str, version: int) -> list[str] | None:
     """The Parquet files holding ``table`` at ``version``, or None when it has no complete copy
     (nothing was published at that version, or a file is gone)."""
     if not enabled(lh) or table not in MIRRORED_TABLES:
@@ -71,7 +71,7 @@ def parts(lh: Lakehouse, table: str, version: int) -> list[str] | None:
     return paths
 
 
-def publish(lh: Lakehouse, versions: dict[str, int]) -> dict[str, int]:
+def publish(lh: Store, versions: dict[str, int]) -> dict[str, int]:
     """Write the copy of each mirrored table in ``versions``; returns the files written per
     table (0 when every fragment already had one)."""
     written: dict[str, int] = {}
@@ -85,7 +85,7 @@ def publish(lh: Lakehouse, versions: dict[str, int]) -> dict[str, int]:
     return written
 
 
-def write(lh: Lakehouse, table: str, ds: lance.LanceDataset) -> int:
+def write(lh: Store, table: str, ds: lance.LanceDataset) -> int:
     """Write the copy of ``table`` at the version ``ds`` is at; returns the new files."""
     base = folder(lh, table)
     if parts(lh, table, ds.version) is not None:
@@ -111,7 +111,7 @@ def write(lh: Lakehouse, table: str, ds: lance.LanceDataset) -> int:
     return written
 
 
-def prune(lh: Lakehouse) -> int:
+def prune(lh: Store) -> int:
     """Delete the copies of versions Lance no longer has, and files no copy lists; returns the
     files deleted. Runs under the cleanup lock, which a publication holds while it writes."""
     if not lh.config.is_local:

@@ -18,7 +18,7 @@ import lance
 import pyarrow.compute as pc
 
 if TYPE_CHECKING:
-    from lakehouse.store import Lakehouse
+    from lakehouse.storage.store import Store
 
 # (column, index type) per table: bitmaps for columns of few distinct values, btrees for ids
 # and numbers. Only columns a table has are indexed.
@@ -34,7 +34,7 @@ SCALAR_INDEXES: dict[str, tuple[tuple[str, str], ...]] = {
         ("taxonomy_l2", "BITMAP"),
         ("taxonomy_l3", "BITMAP"),
         ("duration_s", "BTREE"),
-        # trigrams: Lance answers the contains() that lakehouse.pushdown makes of a LIKE
+        # trigrams: Lance answers the contains() that lakehouse.query.pushdown makes of a LIKE
         ("short_caption", "NGRAM"),
         ("long_caption", "NGRAM"),
     ),
@@ -52,7 +52,7 @@ MIN_INDEXED_ROWS = 50_000
 
 
 def refresh_scalar_indexes(
-    lh: Lakehouse, *, min_rows: int = MIN_INDEXED_ROWS, lag_fraction: float | None = None
+    lh: Store, *, min_rows: int = MIN_INDEXED_ROWS, lag_fraction: float | None = None
 ) -> dict[str, Any]:
     """Create the missing scalar indexes of the SQL tables (past ``min_rows`` rows) and fold
     rows written since into the existing ones, once they are more than ``lag_fraction``
@@ -120,7 +120,7 @@ def _unindexed(ds: lance.LanceDataset, index: str) -> int:
 
 class ScanDataset(lance.LanceDataset):
     """A Lance dataset whose scans, as DuckDB starts them, carry the lakehouse's options, and
-    for the query being run, the filter :mod:`lakehouse.pushdown` adds to DuckDB's."""
+    for the query being run, the filter :mod:`lakehouse.query.pushdown` adds to DuckDB's."""
 
     scan_options: dict[str, Any]
     extra_filter: Any = None  # a pyarrow compute expression, set around one query

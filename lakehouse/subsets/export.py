@@ -1,12 +1,12 @@
 """Export a materialized subset version: a manifest (Parquet or JSONL) or WebDataset shards.
 
-Every file is written under ``--out`` only: names with ``..``, absolute names, NUL bytes and
-paths through a symlink are refused. Every file is written under a temporary name in its final
-folder and renamed into place, so an interrupted export never leaves a half file that looks
-complete; a WebDataset export writes its index (``<name>.json``, listing the shards) last.
-The manifest is read at the subset's pinned table versions, so an export of version N is the
-same months later. ``privacy="refuse"`` leaves out every clip whose ``privacy_status`` is not
-``clear``; ``privacy="blur"`` blurs the faces in every WebDataset clip (``lakehouse.privacy``).
+Every file is written under ``--out`` only: names with ``..``, absolute names, NUL bytes and paths
+through a symlink are refused. Every file is written under a temporary name in its final folder and
+renamed into place, so an interrupted export never leaves a half file that looks complete; a
+WebDataset export writes its index (``<name>.json``, listing the shards) last. The manifest is read
+at the subset's pinned table versions, so an export of version N is the same months later.
+``privacy="refuse"`` leaves out every clip whose ``privacy_status`` is not ``clear``;
+``privacy="blur"`` blurs the faces in every WebDataset clip (``lakehouse.subsets.privacy``).
 """
 
 from __future__ import annotations
@@ -20,16 +20,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lakehouse.errors import InputError
-from lakehouse.output import _plain, write_atomic
-from lakehouse.sql import Session
-from lakehouse.stage import Progress, no_progress
-from lakehouse.subsets import SubsetVersion, get_version, subset_clips
+from lakehouse.core.errors import InputError
+from lakehouse.core.files import write_atomic
+from lakehouse.core.paths import local_path
+from lakehouse.ingest.stage import Progress, no_progress
+from lakehouse.query.session import Session, run_sql
+from lakehouse.render.output import plain
+from lakehouse.subsets.versions import SubsetVersion, get_version, subset_clips
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from lakehouse.store import Lakehouse
+    from lakehouse.storage.store import Store
 
 FORMATS = ("parquet", "jsonl", "webdataset")
 # statuses that a blurring export must have blurred something for (else the clip stays out)
@@ -109,7 +111,7 @@ def confined_path(out_dir: str | os.PathLike[str], name: str) -> Path:
     return target
 
 
-def manifest(lh: Lakehouse, record: SubsetVersion) -> pa.Table:
+def manifest(lh: Store, record: SubsetVersion) -> pa.Table:
     """One row per clip of the subset version, read at its pinned table versions."""
     import pyarrow as pa
 
@@ -148,7 +150,7 @@ def manifest(lh: Lakehouse, record: SubsetVersion) -> pa.Table:
 
 
 def export_subset(
-    lh: Lakehouse,
+    lh: Store,
     name: str,
     *,
     fmt: str,
@@ -164,7 +166,7 @@ def export_subset(
 
     ``privacy``: ``None`` exports every clip; ``"refuse"`` only clips whose ``privacy_status`` is
     ``clear`` (the others are listed as skipped); ``"blur"`` (WebDataset) blurs detected faces."""
-    from lakehouse.privacy import check_mode
+    from lakehouse.subsets.privacy import check_mode
 
     if fmt not in FORMATS:
         raise InputError(f"Unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}.")
@@ -186,7 +188,7 @@ def export_subset(
         result.files.append(str(target))
     elif fmt == "jsonl":
         target = confined_path(out, f"{prefix}.jsonl")
-        lines = "".join(json.dumps(_plain(r), ensure_ascii=False) + "\n" for r in table.to_pylist())
+        lines = "".join(json.dumps(plain(r), ensure_ascii=False) + "\n" for r in table.to_pylist())
         write_atomic(str(target), lambda tmp: Path(tmp).write_text(lines, encoding="utf-8"))
         result.files.append(str(target))
     else:
@@ -207,7 +209,7 @@ def export_subset(
 
 
 def _webdataset(
-    lh: Lakehouse,
+    lh: Store,
     record: SubsetVersion,
     table: pa.Table,
     out: str | os.PathLike[str],
@@ -218,11 +220,11 @@ def _webdataset(
     result: ExportResult,
     blur: bool = False,
 ) -> None:
-    from lakehouse.cutting import CutError, cut_clip
+    from lakehouse.media.cutting import CutError, cut_clip
 
     blurrer = None
     if blur:
-        from lakehouse.privacy import FaceBlurrer
+        from lakehouse.subsets.privacy import FaceBlurrer
 
         blurrer = FaceBlurrer()
     annotations = _annotations(lh, record)
@@ -249,7 +251,7 @@ def _webdataset(
                 blurrer.reset()
             try:
                 video, frames = cut_clip(
-                    _local_path(row["uri"]),
+                    local_path(row["uri"]),
                     start_frame=row["start_frame"],
                     end_frame=row["end_frame"],
                     fps=row["fps"],
@@ -273,7 +275,7 @@ def _webdataset(
             result.skipped.append({"clip_id": row["clip_id"], "reason": reason})
             progress(done, len(rows), f"skipped {row['clip_id']}: {reason}")
             continue
-        meta = {**_plain(row), "frames": frames, "annotations": annotations.get(row["clip_id"], [])}
+        meta = {**plain(row), "frames": frames, "annotations": annotations.get(row["clip_id"], [])}
         key = row["clip_id"].replace(".", "_")
         payload = json.dumps(meta, ensure_ascii=False, indent=1).encode()
         if shard and (len(shard) // 2 >= max_samples or shard_bytes + len(video) > max_bytes):
@@ -300,20 +302,21 @@ def _webdataset(
     result.files.append(str(target))
 
 
-def _cleared(lh: Lakehouse, table: pa.Table, result: ExportResult) -> pa.Table:
+def _cleared(lh: Store, table: pa.Table, result: ExportResult) -> pa.Table:
     """The manifest rows whose clip is cleared for export; the others go to ``skipped``.
 
     A version materialized before the signals existed has no ``privacy_status`` in its pinned
     view; then the latest status in the ``signals`` table decides."""
     import pyarrow as pa
 
-    from lakehouse.privacy import refusal
+    from lakehouse.subsets.privacy import refusal
 
     ids = table.column("clip_id").to_pylist()
     if "privacy_status" in table.column_names:
         statuses = dict(zip(ids, table.column("privacy_status").to_pylist(), strict=True))
     else:
-        rows = lh.sql(
+        rows = run_sql(
+            lh,
             "select clip_id, privacy_status from clip_facts where list_contains($ids, clip_id)",
             {"ids": ids},
         ).to_pylist()
@@ -336,13 +339,9 @@ def _uncuttable(row: dict[str, Any]) -> str | None:
     uri = row.get("uri") or ""
     if "://" in uri and not uri.startswith("file://"):
         return f"cutting from {uri.split('://')[0]}:// is not supported yet; copy the video locally"
-    if not os.path.isfile(_local_path(uri)):
+    if not os.path.isfile(local_path(uri)):
         return f"video file {uri} is gone"
     return None
-
-
-def _local_path(uri: str) -> str:
-    return uri[len("file://") :] if uri.startswith("file://") else uri
 
 
 def _write_tar(path: str, members: list[tuple[str, bytes]]) -> None:
@@ -355,7 +354,7 @@ def _write_tar(path: str, members: list[tuple[str, bytes]]) -> None:
             tar.addfile(info, io.BytesIO(data))
 
 
-def _annotations(lh: Lakehouse, record: SubsetVersion) -> dict[str, list[dict[str, Any]]]:
+def _annotations(lh: Store, record: SubsetVersion) -> dict[str, list[dict[str, Any]]]:
     """Each clip's annotation rows (every field the file had), at the pinned version."""
     version = record.table_versions.get("annotations")
     if version == 0:

@@ -31,22 +31,25 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lakehouse.errors import InputError
+from lakehouse.core import schemas
+from lakehouse.core.errors import InputError
+from lakehouse.core.schemas import CLIP_TABLE, DUPLICATES_TABLE, TEXT_TABLE
+from lakehouse.query import parse
 
 if TYPE_CHECKING:
-    from lakehouse.config import Config
+    from lakehouse.core.config import Config
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 SETTING = re.compile(r"^--\s*@([a-z_]+)\s*:\s*(.*)$")
 SETTINGS = {"params", "semantic", "sample", "seed", "balance_by"}
 SEMANTIC_KEYS = {"text", "mode", "min_score", "top_k"}
-# semantic SQL functions and the tables they read (see lakehouse.semantic_sql)
+# semantic SQL functions and the tables they read (see lakehouse.query.semantic)
 FUNCTION_TABLES = {
-    "caption_similarity": ("text_embeddings",),
-    "visual_similarity": ("clip_embeddings",),
-    "caption_hits": ("text_embeddings", "clips"),
-    "visual_hits": ("clip_embeddings", "clips"),
-    "exclude_near_duplicates": ("near_duplicates",),
+    "caption_similarity": (TEXT_TABLE,),
+    "visual_similarity": (CLIP_TABLE,),
+    "caption_hits": (TEXT_TABLE, "clips"),
+    "visual_hits": (CLIP_TABLE, "clips"),
+    "exclude_near_duplicates": (DUPLICATES_TABLE,),
 }
 # table macros whose first argument names the table or view they read
 TABLE_ARGUMENT_FUNCTIONS = {"exclude_near_duplicates"}
@@ -82,8 +85,6 @@ def subset_dirs(config: Config) -> list[Path]:
 
 def reserved_names(config: Config) -> set[str]:
     """Names a subset cannot take: they are already tables, views or assets."""
-    from lakehouse import schemas
-
     views = {p.stem for p in config.sql_dirs["views"].glob("*.sql")}
     return {*schemas.TABLES, *schemas.DYNAMIC_TABLES, *views, "search_index", "signals"}
 
@@ -205,40 +206,25 @@ def canonical(value: Any) -> str:
 
 
 @cache
-def _parse(sql: str) -> dict[str, Any]:
-    import duckdb
-
-    con = duckdb.connect()
+def _tree(sql: str) -> list[dict[str, Any]]:
     try:
-        tree = json.loads(con.execute("select json_serialize_sql(?::varchar)", [sql]).fetchone()[0])
-    finally:
-        con.close()
-    if tree.get("error"):
-        raise InputError(f"The query does not parse: {tree.get('error_message', 'unknown error')}")
-    return tree
+        return parse.statements(sql)
+    except parse.ParseError as exc:
+        raise InputError(f"The query does not parse: {exc}") from None
 
 
 def references(sql: str) -> tuple[set[str], set[str]]:
     """``(relations, parameters)`` a SELECT reads: table/view names (CTE names excluded, semantic
     functions mapped to the tables they read) and the names of its ``$parameters``."""
-    tree = _parse(body(sql))
     relations: set[str] = set()
     params: set[str] = set()
-
-    def walk(node: Any, scope: frozenset[str]) -> None:
-        if isinstance(node, list):
-            for value in node:
-                walk(value, scope)
-            return
-        if not isinstance(node, dict):
-            return
-        kind = node.get("type")
-        if kind == "BASE_TABLE" and not node.get("schema_name"):
-            name = node["table_name"].lower()
+    for node, scope in parse.scoped_nodes(_tree(body(sql))):
+        if node.get("type") == "BASE_TABLE" and not node.get("schema_name"):
+            name = parse.table_name(node).lower()
             if name not in scope:
                 relations.add(name)
         if node.get("class") == "FUNCTION":
-            function = node.get("function_name", "").lower()
+            function = parse.function_name(node)
             relations.update(FUNCTION_TABLES.get(function, ()))
             if function in TABLE_ARGUMENT_FUNCTIONS:
                 name = _table_argument(node)
@@ -246,18 +232,6 @@ def references(sql: str) -> tuple[set[str], set[str]]:
                     relations.add(name)
         if node.get("class") == "PARAMETER" and node.get("identifier"):
             params.add(node["identifier"])
-        inner = scope
-        if isinstance(node.get("cte_map"), dict):
-            # a CTE body sees the CTEs defined before it; ``clips as (select * from clips)``
-            # reads the table, not itself
-            for entry in node["cte_map"].get("map", []):
-                walk(entry.get("value"), inner)
-                inner = inner | {entry["key"].lower()}
-        for key, value in node.items():
-            if key != "cte_map":
-                walk(value, inner)
-
-    walk(tree, frozenset())
     return relations, params
 
 
@@ -271,11 +245,8 @@ def _table_argument(node: dict[str, Any]) -> str | None:
         return None
     if first.get("class") == "COLUMN_REF" and len(first.get("column_names", [])) == 1:
         return first["column_names"][0].lower()
-    if first.get("class") == "CONSTANT":
-        literal = first.get("literal") or first.get("value") or {}
-        text = literal.get("text", literal.get("value")) if isinstance(literal, dict) else None
-        return text.lower() if isinstance(text, str) else None
-    return None
+    text = parse.string_constant(first)
+    return text.lower() if text is not None else None
 
 
 def dependencies(sql: str, views: dict[str, str]) -> tuple[list[str], list[str]]:
@@ -304,5 +275,5 @@ def subset_dependencies(definition: SubsetDefinition, views: dict[str, str]) -> 
     names = set(direct_dependencies(definition.sql, views))
     if definition.semantic:
         mode = definition.semantic.get("mode", "caption")
-        names.add("clip_embeddings" if mode == "visual" else "text_embeddings")
+        names.add(CLIP_TABLE if mode == "visual" else TEXT_TABLE)
     return sorted(names)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lakehouse.errors import InputError
+from lakehouse.core.errors import InputError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -52,7 +52,7 @@ class FaceBlurrer:
     """
 
     def __init__(self, min_confidence: float = 0.3, expand: float = 0.25, persist_frames: int = 5):
-        from lakehouse.detectors import import_mediapipe, resolve_signals_model
+        from lakehouse.media.detectors import import_mediapipe, resolve_signals_model
 
         resolve_signals_model()  # a clear error when MediaPipe is missing
         mp = import_mediapipe()

@@ -1,9 +1,10 @@
-"""Materialize, reproduce and compare subsets (see :mod:`lakehouse.subset_files` for the files).
+"""Materialize, reproduce and compare subsets (see :mod:`lakehouse.subsets.files` for the files).
 
-Materializing runs the subset's query in a locked-down DuckDB session, applies its semantic
-predicate and sample, and records a new version: the ``subsets`` table gets one row (name, SQL
-text and hash, settings, parameters, the version of every table the query read, the view texts,
-the model ids behind any semantic predicate, row count) and ``subset_clips`` one row per clip.
+Materializing evaluates the subset (:mod:`lakehouse.subsets.evaluate`: its query in a
+locked-down DuckDB session, its semantic predicate and sample) and records a new version: the
+``subsets`` table gets one row (name, SQL text and hash, settings, parameters, the version of
+every table the query read, the view texts, the model ids behind any semantic predicate, row
+count) and ``subset_clips`` one row per clip.
 Each table version read is tagged ``subset-<name>-v<version>`` in its Lance dataset, so cleanup
 cannot remove it and :func:`reproduce_subset` re-runs the recorded SQL against exactly those
 versions, months later, after the tables have moved on.
@@ -20,56 +21,31 @@ so a commit that landed before a crash is never recorded twice.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lakehouse.errors import InputError, LakehouseError, QueryError
-from lakehouse.locks import lakehouse_lock
-from lakehouse.sql import Session
-from lakehouse.store import sql_literal
-from lakehouse.subset_files import (
-    SubsetDefinition,
-    body,
-    canonical,
-    dependencies,
-    get_subset,
-    parse_subset,
-    references,
-)
+from lakehouse.core.errors import InputError, LakehouseError
+from lakehouse.core.locks import lakehouse_lock
+from lakehouse.core.schemas import SUBSET_CLIPS_TABLE, SUBSETS_TABLE
+from lakehouse.models.resolve import resolve_clip, resolve_text
+from lakehouse.storage.filters import in_list, sql_literal
+from lakehouse.subsets.evaluate import Evaluation, evaluate
+from lakehouse.subsets.files import canonical, find_subsets, get_subset, parse_subset
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from lakehouse.store import Lakehouse
+    from lakehouse.storage.store import Store
 
-SUBSETS = "subsets"
-SUBSET_CLIPS = "subset_clips"
+SUBSETS = SUBSETS_TABLE
+SUBSET_CLIPS = SUBSET_CLIPS_TABLE
 COMPLETE = "clips_hash IS NOT NULL"  # a pending claim has no clips hash yet
 
 
 class SubsetNotFoundError(LakehouseError, LookupError):
     """No materialized version of a subset (or not that version)."""
-
-
-@dataclass
-class Evaluation:
-    """What one run of a subset query produced, and everything it depended on."""
-
-    clip_ids: list[str]
-    scores: dict[str, float]
-    strata: dict[str, str]
-    table_versions: dict[str, int]
-    views: dict[str, str]
-    model_ids: dict[str, str]
-    params: dict[str, Any]
-    candidates: int
-
-    @property
-    def clips_hash(self) -> str:
-        return hashlib.sha256("\n".join(self.clip_ids).encode()).hexdigest()
 
 
 @dataclass
@@ -112,174 +88,11 @@ class SubsetVersion:
         }
 
 
-# -- evaluating a definition -----------------------------------------------------------------
-
-
-def evaluate(
-    lh: Lakehouse,
-    definition: SubsetDefinition,
-    params: Mapping[str, Any] | None = None,
-    *,
-    versions: Mapping[str, int] | None = None,
-    views: Mapping[str, str] | None = None,
-) -> Evaluation:
-    """Run a subset definition (optionally against pinned table versions and view texts)."""
-    values = _bind(definition, params or {})
-    query, bound = _query(definition, values)
-    with Session(lh, versions=versions, view_sql=views) as session:
-        view_names, tables = dependencies(query, session.view_sql)
-        unknown = [t for t in tables if t not in session.tables]
-        if unknown:
-            raise QueryError(
-                f"Subset {definition.name} reads {', '.join(unknown)}, which is not a table or "
-                f"view of this lakehouse (tables: {', '.join(session.tables)}; views: "
-                f"{', '.join(session.view_sql)})."
-            )
-        try:
-            result = session.query(query, bound)
-        except QueryError as exc:
-            raise QueryError(f"Subset {definition.name}: {exc}") from None
-        table_versions = {t: session.versions.get(t, 0) for t in tables}
-        model_ids = dict(session.semantic.model_ids)
-        used_views = {v: session.view_sql[v] for v in view_names}
-    rows = _rows(definition, result)
-    candidates = len(rows)
-    rows = _sample(definition, rows)
-    rows.sort(key=lambda r: r["clip_id"])
-    return Evaluation(
-        clip_ids=[r["clip_id"] for r in rows],
-        scores={r["clip_id"]: r["semantic_score"] for r in rows if "semantic_score" in r},
-        strata={r["clip_id"]: r["stratum"] for r in rows if r.get("stratum") is not None},
-        table_versions=table_versions,
-        views=used_views,
-        model_ids=model_ids,
-        params=values,
-        candidates=candidates,
-    )
-
-
-def _bind(definition: SubsetDefinition, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    declared = definition.params
-    unknown = set(overrides) - set(declared)
-    if unknown:
-        raise InputError(
-            f"Subset {definition.name} has no parameter {', '.join(sorted(unknown))}; declare it "
-            f"in the file's @params (declared: {', '.join(sorted(declared)) or 'none'})."
-        )
-    values = {**declared, **{k: _coerce(v, declared[k]) for k, v in overrides.items()}}
-    used = references(definition.sql)[1]
-    missing = sorted(used - set(values))
-    if missing:
-        raise InputError(
-            f"Subset {definition.name} uses ${', $'.join(missing)} without a value; give it a "
-            "default in @params."
-        )
-    return {k: values[k] for k in sorted(values)}
-
-
-def _coerce(value: Any, default: Any) -> Any:
-    """A value given on the command line takes the type of the declared default."""
-    if not isinstance(value, str) or isinstance(default, str):
-        return value
-    try:
-        if isinstance(default, bool):
-            return value.lower() in ("1", "true", "yes")
-        if isinstance(default, int):
-            return int(value)
-        if isinstance(default, float):
-            return float(value)
-    except ValueError:
-        raise InputError(f"Parameter value {value!r} is not a {type(default).__name__}.") from None
-    return value
-
-
-def _query(definition: SubsetDefinition, values: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    used = references(definition.sql)[1]
-    bound = {k: v for k, v in values.items() if k in used}
-    semantic = definition.semantic
-    if not semantic:
-        return body(definition.sql), bound
-    function = "visual_similarity" if semantic.get("mode") == "visual" else "caption_similarity"
-    bound["subset_semantic_text"] = semantic["text"]
-    conditions, tail = ["semantic_score is not null"], ""
-    if "min_score" in semantic:
-        conditions.append("semantic_score >= $subset_semantic_min")
-        bound["subset_semantic_min"] = float(semantic["min_score"])
-    if "top_k" in semantic:
-        tail = " order by semantic_score desc, clip_id limit $subset_semantic_top_k"
-        bound["subset_semantic_top_k"] = int(semantic["top_k"])
-    query = (
-        f"with subset_body as (\n{body(definition.sql)}\n),\n"
-        "subset_scored as (select *, "
-        f"{function}(clip_id, $subset_semantic_text) as semantic_score from subset_body)\n"
-        f"select * from subset_scored where {' and '.join(conditions)}{tail}"
-    )
-    return query, bound
-
-
-def _rows(definition: SubsetDefinition, result: Any) -> list[dict[str, Any]]:
-    if "clip_id" not in result.column_names:
-        raise QueryError(
-            f"Subset {definition.name} must return a clip_id column (one row per clip); it "
-            f"returns {', '.join(result.column_names)}."
-        )
-    balance = definition.settings.get("balance_by")
-    if balance and balance not in result.column_names:
-        raise QueryError(
-            f"Subset {definition.name} balances by {balance}, which its query does not return; "
-            "add it to the select list."
-        )
-    columns = ["clip_id"] + [c for c in ("semantic_score", balance) if c]
-    rows = result.select([c for c in columns if c in result.column_names]).to_pylist()
-    ids = [r["clip_id"] for r in rows]
-    if any(i is None for i in ids):
-        raise QueryError(f"Subset {definition.name} returned a row with a null clip_id.")
-    if len(set(ids)) != len(ids):
-        dupes = sorted({i for i in ids if ids.count(i) > 1})[:3]
-        raise QueryError(
-            f"Subset {definition.name} must return one row per clip; {', '.join(dupes)} appear "
-            "more than once (add DISTINCT or group by clip_id)."
-        )
-    for row in rows:
-        if balance:
-            value = row.pop(balance)
-            row["stratum"] = None if value is None else str(value)
-    return rows
-
-
-def _sample(definition: SubsetDefinition, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A fixed-size sample, spread evenly over the ``balance_by`` values, chosen by a seeded hash
-    of the clip id: the same inputs give the same sample on every run and machine."""
-    size = definition.settings.get("sample")
-    if size is None or size >= len(rows):
-        return rows
-    seed = definition.settings.get("seed", 0)
-
-    def rank(row: dict[str, Any]) -> str:
-        return hashlib.sha256(f"{seed}:{row['clip_id']}".encode()).hexdigest()
-
-    strata: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        strata[row.get("stratum") or ""].append(row)
-    groups = {k: sorted(v, key=rank) for k, v in sorted(strata.items())}
-    # water-filling: every stratum gets an equal share; small ones give their spare to the rest
-    quota = dict.fromkeys(groups, 0)
-    left = size
-    while left > 0:
-        open_ = [k for k in groups if quota[k] < len(groups[k])]
-        share, extra = divmod(left, len(open_))
-        for i, key in enumerate(sorted(open_, key=lambda k: rank({"clip_id": k}))):
-            add = min(share + (1 if i < extra else 0), len(groups[key]) - quota[key])
-            quota[key] += add
-            left -= add
-    return [row for key, group in groups.items() for row in group[: quota[key]]]
-
-
 # -- materialize / reproduce / diff ------------------------------------------------------------
 
 
 def materialize_subset(
-    lh: Lakehouse,
+    lh: Store,
     name: str,
     params: Mapping[str, Any] | None = None,
     *,
@@ -296,7 +109,7 @@ def materialize_subset(
             return get_version(lh, name, max(done))
     evaluation = evaluate(lh, definition, params)
     with lakehouse_lock(lh, SUBSETS):
-        version = _claim_version(lh, name, run_id)
+        version = claim_version(lh, name, run_id)
         tag = f"subset-{name}-v{version}"
         for table, table_version in evaluation.table_versions.items():
             if table_version:
@@ -328,7 +141,7 @@ def materialize_subset(
     return record
 
 
-def _claim_version(lh: Lakehouse, name: str, run_id: str | None) -> int:
+def claim_version(lh: Store, name: str, run_id: str | None) -> int:
     """Take the next free version number of ``name`` (or resume this run's pending claim)."""
     import uuid
 
@@ -352,7 +165,7 @@ def _claim_version(lh: Lakehouse, name: str, run_id: str | None) -> int:
         version += 1  # another writer claimed it first
 
 
-def _versions_of_run(lh: Lakehouse, name: str, run_id: str, *, complete: bool) -> list[int]:
+def _versions_of_run(lh: Store, name: str, run_id: str, *, complete: bool) -> list[int]:
     state = COMPLETE if complete else f"NOT ({COMPLETE})"
     rows = lh.read(
         SUBSETS,
@@ -362,7 +175,7 @@ def _versions_of_run(lh: Lakehouse, name: str, run_id: str, *, complete: bool) -
     return rows.column("version").to_pylist()
 
 
-def _pin(lh: Lakehouse, table: str, version: int, tag: str) -> None:
+def _pin(lh: Store, table: str, version: int, tag: str) -> None:
     ds = lh.dataset(table)
     if ds is None:
         return
@@ -411,7 +224,7 @@ def _record_row(record: SubsetVersion) -> dict[str, Any]:
     }
 
 
-def latest_version(lh: Lakehouse, name: str) -> int:
+def latest_version(lh: Store, name: str) -> int:
     versions = lh.read(
         SUBSETS, columns=["version"], filter=f"name = {sql_literal(name)} AND {COMPLETE}"
     )
@@ -419,7 +232,7 @@ def latest_version(lh: Lakehouse, name: str) -> int:
     return max(values) if values else 0
 
 
-def get_version(lh: Lakehouse, name: str, version: int | None = None) -> SubsetVersion:
+def get_version(lh: Store, name: str, version: int | None = None) -> SubsetVersion:
     """A recorded subset version (the latest by default), with its clip list."""
     latest = latest_version(lh, name)
     if latest == 0:
@@ -466,10 +279,8 @@ def _from_row(row: dict[str, Any]) -> SubsetVersion:
     )
 
 
-def list_subsets(lh: Lakehouse) -> list[dict[str, Any]]:
+def list_subsets(lh: Store) -> list[dict[str, Any]]:
     """Every subset file and every materialized subset, with its latest version."""
-    from lakehouse.subset_files import find_subsets
-
     files = find_subsets(lh.config)
     recorded: dict[str, list[dict[str, Any]]] = defaultdict(list)
     columns = ["name", "version", "row_count", "created_at", "sql_hash"]
@@ -495,7 +306,7 @@ def list_subsets(lh: Lakehouse) -> list[dict[str, Any]]:
     return out
 
 
-def versions_of(lh: Lakehouse, name: str) -> list[dict[str, Any]]:
+def versions_of(lh: Store, name: str) -> list[dict[str, Any]]:
     rows = lh.read(
         SUBSETS,
         columns=["version", "row_count", "created_at", "sql_hash", "params_json", "clips_hash"],
@@ -508,6 +319,7 @@ def versions_of(lh: Lakehouse, name: str) -> list[dict[str, Any]]:
 class Reproduction:
     record: SubsetVersion
     clip_ids: list[str]
+    clips: dict[str, dict[str, Any]] = field(default_factory=dict)  # describe_clips of the rest
 
     @property
     def identical(self) -> bool:
@@ -522,7 +334,7 @@ class Reproduction:
         return sorted(set(self.clip_ids) - set(self.record.clip_ids))
 
 
-def reproduce_subset(lh: Lakehouse, name: str, version: int | None = None) -> Reproduction:
+def reproduce_subset(lh: Store, name: str, version: int | None = None) -> Reproduction:
     """Re-run a recorded version's SQL, settings and parameters against its pinned tables."""
     record = get_version(lh, name, version)
     configured = _configured_model_ids(lh, record.model_ids)
@@ -538,7 +350,9 @@ def reproduce_subset(lh: Lakehouse, name: str, version: int | None = None) -> Re
         pins[table] = _pinned_version(lh, table, table_version, record.pin_tag)
     definition = parse_subset(_path(record), record.sql_text)
     evaluation = evaluate(lh, definition, record.params, versions=pins, views=record.views)
-    return Reproduction(record, evaluation.clip_ids)
+    reproduction = Reproduction(record, evaluation.clip_ids)
+    reproduction.clips = describe_clips(lh, reproduction.missing + reproduction.extra, record)
+    return reproduction
 
 
 def _path(record: SubsetVersion) -> Any:
@@ -547,7 +361,7 @@ def _path(record: SubsetVersion) -> Any:
     return Path(record.definition_path or f"{record.name}.sql").with_name(f"{record.name}.sql")
 
 
-def _pinned_version(lh: Lakehouse, table: str, version: int, tag: str) -> int:
+def _pinned_version(lh: Store, table: str, version: int, tag: str) -> int:
     if not version:
         return 0
     ds = lh.dataset(table)
@@ -557,9 +371,7 @@ def _pinned_version(lh: Lakehouse, table: str, version: int, tag: str) -> int:
     return version
 
 
-def _configured_model_ids(lh: Lakehouse, kinds: Mapping[str, str]) -> dict[str, str | None]:
-    from lakehouse.models import resolve_clip, resolve_text
-
+def _configured_model_ids(lh: Store, kinds: Mapping[str, str]) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for kind in kinds:
         resolver = resolve_clip if kind == "visual" else resolve_text
@@ -575,16 +387,45 @@ class SubsetDiff:
     added: list[str]
     removed: list[str]
     kept: int
+    clips: dict[str, dict[str, Any]] = field(default_factory=dict)  # describe_clips of both
 
 
-def diff_subset(lh: Lakehouse, name: str, a: int, b: int) -> SubsetDiff:
+def diff_subset(lh: Store, name: str, a: int, b: int) -> SubsetDiff:
     """Clips added and removed going from version ``a`` to version ``b``."""
-    old = set(get_version(lh, name, a).clip_ids)
-    new = set(get_version(lh, name, b).clip_ids)
-    return SubsetDiff(name, a, b, sorted(new - old), sorted(old - new), len(old & new))
+    first, second = get_version(lh, name, a), get_version(lh, name, b)
+    old, new = set(first.clip_ids), set(second.clip_ids)
+    added, removed = sorted(new - old), sorted(old - new)
+    return SubsetDiff(
+        name,
+        a,
+        b,
+        added,
+        removed,
+        len(old & new),
+        describe_clips(lh, added, second) | describe_clips(lh, removed, first),
+    )
 
 
-def subset_clips(lh: Lakehouse, record: SubsetVersion) -> Any:
+def describe_clips(
+    lh: Store, clip_ids: list[str], record: SubsetVersion | None = None
+) -> dict[str, dict[str, Any]]:
+    """The user's own id (``external_id``) and the short caption of each clip, as a subset version
+    saw them (the ``clips`` version it pinned) or, without one, as readers see them now."""
+    if not clip_ids:
+        return {}
+    version = record.table_versions.get("clips") if record is not None else None
+    if version == 0:
+        return {}
+    ds = lh.dataset("clips", version=version) if version else lh.published_dataset("clips")
+    if ds is None:
+        return {}
+    rows = ds.to_table(
+        columns=["clip_id", "external_id", "short_caption"], filter=in_list("clip_id", clip_ids)
+    ).to_pylist()
+    return {r["clip_id"]: r for r in rows}
+
+
+def subset_clips(lh: Store, record: SubsetVersion) -> Any:
     """The ``subset_clips`` rows of one version, in order (an Arrow table)."""
     table = lh.read(
         SUBSET_CLIPS,
@@ -594,13 +435,11 @@ def subset_clips(lh: Lakehouse, record: SubsetVersion) -> Any:
 
 
 __all__ = [
-    "Evaluation",
     "Reproduction",
     "SubsetDiff",
     "SubsetNotFoundError",
     "SubsetVersion",
     "diff_subset",
-    "evaluate",
     "get_version",
     "latest_version",
     "list_subsets",
