@@ -2,6 +2,8 @@
 
 from lakehouse.cli.demo import CSV_ROWS, EGO_CLIPS, SEARCH_QUERY
 from lakehouse.cli.main import main
+from lakehouse.core.config import Config
+from lakehouse.models.resolve import resolve_clip
 
 
 def test_demo_runs_and_is_idempotent(tmp_path, capsys):
@@ -10,6 +12,13 @@ def test_demo_runs_and_is_idempotent(tmp_path, capsys):
     main(args)
     out = capsys.readouterr().out
     assert "succeeded" in out
+    checks = out.split("succeeded; checks: ")[1].splitlines()[0]
+    assert "FAILED" not in checks
+    assert "text_embedding_coverage passed" in checks  # MiniLM is here
+    if not resolve_clip(Config.load(env={}).models, check_online=False).available:
+        # no CLIP weights here: the checks that need the model are skipped, not failed
+        assert "clip_embedding_coverage skipped (model unavailable)" in checks
+        assert "clip_vectors_have_model_width_and_unit_norm skipped (model unavailable)" in checks
     for reason in ("empty_file", "not_a_video", "decode_error", "bad_json", "inverted_span"):
         assert reason in out, reason
     assert "scene_cut" in out and "fixed_window" in out and "not_probed" in out

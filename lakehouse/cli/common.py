@@ -41,3 +41,12 @@ def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
         return func(state, **kwargs)
 
     return wrapper
+
+
+def check_status(check: Any) -> str:
+    """How a Dagster check of a run reads for people: ``passed``, ``skipped (why)`` for a check
+    that could not run here (its model is unavailable: recorded as passing, with ``skipped`` in
+    its metadata), or ``FAILED (severity)``."""
+    if check.passed and check.metadata.get("skipped"):
+        return f"skipped ({check.metadata['skipped']})"
+    return "passed" if check.passed else f"FAILED ({str(check.severity).lower()})"

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lakehouse.cli.common import check_status
 from lakehouse.media import synth
 from lakehouse.media.synth import Scene
 
@@ -212,7 +213,7 @@ def run_demo(
     )
     echo(
         f"\nDagster run {report.run_id} succeeded; checks: "
-        + ", ".join(f"{c.check} {'passed' if c.passed else 'FAILED'}" for c in report.checks)
+        + ", ".join(f"{c.check} {check_status(c)}" for c in report.checks)
     )
     echo("\nTables (lakehouse tables):")
     for info in lh.info():

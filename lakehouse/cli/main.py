@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from lakehouse.cli.common import State, common_options
+from lakehouse.cli.common import State, check_status, common_options
 from lakehouse.core.errors import LakehouseError
 
 
@@ -107,7 +107,7 @@ def _format_report(report: Any) -> str:
             line += f"  quarantined: {m['quarantined']}"
         lines.append(line)
     for check in report.checks:
-        status = "passed" if check.passed else f"FAILED ({check.severity})"
+        status = check_status(check)
         lines.append(f"  check {check.asset}.{check.check}: {status}")
     return "\n".join(lines)
 
@@ -340,7 +340,7 @@ def _format_signals(report: Any) -> str:
         shown = {k: asset.metadata[k] for k in keys if k in asset.metadata}
         lines.append(f"  {asset.asset:<22} " + ", ".join(f"{k}={v}" for k, v in shown.items()))
     for check in report.checks:
-        state = "passed" if check.passed else f"FAILED ({check.severity.lower()})"
+        state = check_status(check)
         lines.append(f"  check {check.asset}:{check.check} {state}")
     return "\n".join(lines)
 
