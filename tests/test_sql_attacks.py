@@ -76,6 +76,8 @@ SETTINGS = [
     "select * from query_table('clips')",
     "select * from enable_logging()",
     "select * from checkpoint()",
+    "SET search_path = 'system'",  # the one setting DuckDB's lock leaves open (and variables)
+    "select 1; COMMIT; ALTER VIEW clip_facts RENAME TO y",
 ]
 SECRETS = [
     "select * from duckdb_settings()",
@@ -151,6 +153,87 @@ def test_settings_paths_logs_and_environment_are_not_revealed(session, sql):
 
 def test_nothing_was_written_anywhere():
     assert not glob.glob(f"{CANARY}*")
+
+
+# -- each wall alone -------------------------------------------------------------------------
+# The session has two independent walls: the guard (lakehouse.query.guard: the parsed query is
+# refused unless it is one read-only statement calling allowed functions only) and the engine
+# (DuckDB with external access off and its configuration locked, directories pointed at the
+# session's own empty folder, and each query run as one statement in a transaction rolled back
+# after it). Each must hold every attack without the other.
+
+ATTACKS = [*FILES, *CATALOG, *SETTINGS, *SECRETS]
+
+
+def _catalog(session: Session) -> list[tuple]:
+    return session.con.execute(
+        "SELECT database_name, schema_name, view_name, sql FROM duckdb_views() "
+        "WHERE NOT internal ORDER BY ALL"
+    ).fetchall()
+
+
+@pytest.fixture
+def engine_only(lh, monkeypatch):
+    """A locked session whose guard lets everything through."""
+    from lakehouse.query import session as session_module
+
+    monkeypatch.setattr(session_module, "check_statement", lambda sql: None)
+    with Session(lh) as session:
+        yield session
+
+
+@pytest.fixture(scope="module")
+def guard_only(lh):
+    """A session with DuckDB's settings and the transaction wall off: the guard alone."""
+    with Session(lh, locked=False) as session:
+        yield session
+
+
+@pytest.mark.parametrize("sql", ATTACKS)
+def test_the_engine_alone_holds_every_attack(engine_only, sql):
+    """Without the guard, an attack is refused by DuckDB or runs harmlessly: it reads or writes
+    no file, shows no folder but the session's own empty one, and leaves the session as it was
+    (catalog, search path, variables), so the next query of a kept session is unaffected."""
+    session = engine_only
+    before = _catalog(session)
+    try:
+        shown = str(session.query(sql, timeout_s=20).to_pylist())
+    except (QueryRefusedError, QueryError) as exc:
+        assert "\n" not in str(exc)  # refused by DuckDB, in one line
+        shown = ""
+    assert not glob.glob(f"{CANARY}*")
+    # what ran shows no folder but the session's own (nothing of the home folder, the
+    # machine's files or the lakehouse root's parent)
+    outside = shown.replace(session.tmp, "")
+    assert os.path.expanduser("~") not in outside and "/etc/" not in outside
+    assert os.path.dirname(session.lh.root) not in outside
+    assert _catalog(session) == before
+    assert session.con.execute("SELECT current_setting('search_path')").fetchone() == ("",)
+    assert session.con.execute("SELECT count(*) FROM duckdb_variables()").fetchone() == (0,)
+    locked = session.con.execute("SELECT current_setting('enable_external_access')").fetchone()
+    assert locked == (False,)
+    assert session.query("select count(*) as n from sources").to_pylist() == [{"n": 1}]
+    assert session.query("select count(*) as n from clip_facts").to_pylist() == [{"n": 0}]
+
+
+@pytest.mark.parametrize("sql", ATTACKS)
+def test_the_guard_alone_refuses_every_attack(guard_only, sql):
+    """Without DuckDB's lock-down (external access on, configuration open, no transaction
+    wall), the guard refuses every attack before DuckDB sees it."""
+    with pytest.raises((QueryRefusedError, QueryError)):
+        guard_only.query(sql, timeout_s=20)
+    assert not glob.glob(f"{CANARY}*")
+    assert guard_only.query("select count(*) as n from sources").to_pylist() == [{"n": 1}]
+
+
+def test_the_walls_are_really_off_in_the_single_wall_sessions(engine_only, guard_only):
+    """The two tests above prove something only if each session lacks the other wall."""
+    ran = engine_only.query("select 1 as one where current_setting('temp_directory') <> ''")
+    assert ran.num_rows == 1  # a function the guard refuses ran: no guard
+    (access,) = guard_only.con.execute(
+        "SELECT current_setting('enable_external_access')"
+    ).fetchone()
+    assert access is True  # DuckDB would read files here: no engine wall
 
 
 def test_what_a_query_may_read_is_the_lakehouse(session):

@@ -35,7 +35,8 @@ import shutil
 import tempfile
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -284,28 +285,73 @@ class Session:
 
     def _fetch(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None) -> pa.Table:
         """The whole result, streamed in batches and refused once it passes sql.max_result_mb
-        (DuckDB's memory limit does not cover the Arrow copy handed to Python)."""
+        (DuckDB's memory limit does not cover the Arrow copy handed to Python). In a locked
+        session it runs as exactly one statement, in a transaction rolled back afterwards
+        (:meth:`_contained`)."""
         import pyarrow as pa
 
         cap = self.lh.config.sql.max_result_mb * 1024 * 1024
-        relation = self.con.sql(sql, params=params)
-        if relation is None:
-            raise QueryError("Query returned no result; pass one SELECT statement.")
-        reader = relation.to_arrow_reader(65536)
-        batches, size = [], 0
-        try:
-            for batch in reader:
-                size += batch.nbytes
-                if size > cap:
-                    raise QueryError(
-                        f"Query result is larger than sql.max_result_mb "
-                        f"({self.lh.config.sql.max_result_mb} MB); add a LIMIT, select fewer "
-                        "columns, or raise the setting."
-                    )
-                batches.append(batch)
-        finally:
-            reader.close()
+        with self._contained(sql):
+            relation = self.con.sql(sql, params=params)
+            if relation is None:
+                raise QueryError("Query returned no result; pass one SELECT statement.")
+            reader = relation.to_arrow_reader(65536)
+            batches, size = [], 0
+            try:
+                for batch in reader:
+                    size += batch.nbytes
+                    if size > cap:
+                        raise QueryError(
+                            f"Query result is larger than sql.max_result_mb "
+                            f"({self.lh.config.sql.max_result_mb} MB); add a LIMIT, select "
+                            "fewer columns, or raise the setting."
+                        )
+                    batches.append(batch)
+            finally:
+                reader.close()
         return pa.Table.from_batches(batches, schema=reader.schema)
+
+    @contextmanager
+    def _contained(self, sql: str) -> Iterator[None]:
+        """The engine's own wall around one query, whatever the guard let through: exactly one
+        statement runs, inside a transaction that is rolled back after it (a view, macro, table
+        or attached database it made is gone, a view it dropped is back), and the two things
+        DuckDB's locked configuration still lets a statement change for the connection (the
+        search path, variables) are reset."""
+        import duckdb
+
+        if not self.locked:
+            yield
+            return
+        try:
+            statements = self.con.extract_statements(sql)
+        except duckdb.Error as exc:
+            raise QueryError(f"Query does not parse: {first_line(exc)}") from None
+        if len(statements) != 1:
+            raise QueryRefusedError(
+                f"Query refused: pass exactly one statement (found {len(statements)} separated "
+                "by ';')."
+            )
+        self.con.begin()
+        try:
+            yield
+        finally:
+            try:
+                self.con.rollback()
+            except duckdb.TransactionException:
+                pass  # the statement ended the transaction itself (COMMIT, ROLLBACK)
+            if statements[0].type.name not in ("SELECT", "EXPLAIN"):  # only these cannot SET
+                self._restore()
+
+    def _restore(self) -> None:
+        """Reset the search path and drop any variable a statement set."""
+        path, variables = self.con.execute(
+            "SELECT current_setting('search_path'), (SELECT list(name) FROM duckdb_variables())"
+        ).fetchone()
+        if path:
+            self.con.execute("RESET search_path")
+        for name in variables or []:
+            self.con.execute(f'RESET VARIABLE "{name}"')
 
 
 def read_views(dirs: Sequence[Path]) -> dict[str, str]:
