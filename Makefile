@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint format bench ui clean
+.PHONY: demo test test-fast lint format bench ui clean mutation
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ format: $(STAMP)
 
 ui: $(STAMP)
 	$(BIN)/lakehouse ui
+
+# mutation testing of the safety-critical modules (docs/testing.md); not part of `make test`
+mutation: $(STAMP)
+	HYPOTHESIS_PROFILE=deep $(BIN)/python tests/mutation.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_keyframes.py

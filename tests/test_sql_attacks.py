@@ -302,13 +302,14 @@ def test_huge_results_are_refused_not_materialized(lh):
 
 @pytest.mark.slow
 def test_a_query_that_ignores_interrupts_is_killed_in_its_own_process(lh, monkeypatch):
-    # repeat() of 1e9 characters neither honours the interrupt nor the buffer manager
-    # (about 4 s here on a quiet machine: the process is killed at 1 s + a grace of 0.5 s,
-    # which the default 8 s grace for starting the process would let it finish within)
+    # repeat() of 1e9 characters neither honours the interrupt nor the buffer manager (about
+    # 4 s here); a machine fast enough finishes it inside any short limit, so the query here is
+    # one that never returns for sure: its process is killed at 1 s + a grace of 0.5 s
     small = _small(lh, timeout_s=1, process_memory_mb=6000)
     began = time.monotonic()
     with monkeypatch.context() as patched:
         patched.setattr(sql_isolated, "GRACE_S", 0.5)
+        patched.setattr(sql_isolated, "QUERY_TASK", "worker_tasks:stalled_query")
         with pytest.raises(QueryTimeoutError, match="stopped"):
             run_sql(small, "select length(repeat('x', 1000000000)) as n", isolated=True)
     assert time.monotonic() - began < 25

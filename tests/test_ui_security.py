@@ -2,11 +2,15 @@
 browser send it — DNS-rebinding Host headers, cross-origin POSTs and WebSockets, mutations by GET
 — while its own pages keep working; `--read-only` refuses every mutation.
 
+Each layer holds on its own: the guard in front of a UI whose Dagster accepts every mutation,
+Dagster's read-only mode behind no guard, and the guard's rules on a fake ASGI app.
+
 Real servers, real HTTP over sockets; every process a fixture starts is stopped (its whole
 process group) and checked gone. (tests/test_ui.py drives the UI in a browser.)"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import http.client
 import json
@@ -16,13 +20,16 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 
 import pytest
 
+from lakehouse.cli.ui import ui_command
 from lakehouse.cli.ui_guard import OriginGuard, host_name
+from lakehouse.core.config import Config
 
-pytestmark = pytest.mark.slow
+slow = pytest.mark.slow  # the tests that start a server
 
 EVIL = "http://evil.example"
 
@@ -35,22 +42,14 @@ def free_port() -> int:
 
 def start_ui(root, *extra: str):
     port = free_port()
+    argv = [sys.executable, "-m", "lakehouse.cli", "ui", "--root", str(root), "--port", str(port)]
+    return start_server(root, port, [*argv, *extra])
+
+
+def start_server(root, port: int, argv: list[str], env: dict[str, str] | None = None):
     log = open(root.parent / f"ui-{port}.log", "w")  # noqa: SIM115 - closed in stop_ui
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lakehouse.cli",
-            "ui",
-            "--root",
-            str(root),
-            "--port",
-            str(port),
-            *extra,
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     deadline = time.time() + 180
     while True:
@@ -126,6 +125,31 @@ def read_only_ui(tmp_path_factory):
         stop_ui(process, log, port)
 
 
+# What `lakehouse ui --read-only` runs (ui_command → ui_guard.main → the webserver with
+# --read-only), with OriginGuard replaced by the bare app: Dagster's read-only mode alone.
+NO_GUARD = (
+    "import sys\n"
+    "from lakehouse.cli import ui_guard\n"
+    "ui_guard.OriginGuard = lambda app, **_: app\n"
+    "sys.exit(ui_guard.main(sys.argv[1:]))\n"
+)
+
+
+@pytest.fixture(scope="module")
+def unguarded_read_only_ui(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ui-ro-unguarded") / "lakehouse"
+    port = free_port()
+    config = Config.load(root=root, env={})
+    argv, env = ui_command(config, port=port, read_only=True)
+    assert argv[1:3] == ["-m", "lakehouse.cli.ui_guard"] and "--read-only" in argv
+    argv[1:3] = ["-c", NO_GUARD]
+    process, log, port = start_server(root, port, argv, env)
+    try:
+        yield port, config.dagster_home_path
+    finally:
+        stop_ui(process, log, port)
+
+
 def request(port, method, path, *, body=None, headers=None):
     """One HTTP request with exactly the headers given (Host included)."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -157,6 +181,16 @@ mutation($key: String!, $location: String!, $repo: String!) {
   addDynamicPartition(partitionsDefName: "sources", partitionKey: $key,
     repositorySelector: {repositoryLocationName: $location, repositoryName: $repo}) {
     __typename
+  }
+}"""
+
+
+LAUNCH_RUN = """
+mutation($location: String!, $repo: String!) {
+  launchRun(executionParams: {selector: {repositoryLocationName: $location,
+    repositoryName: $repo, jobName: "subsets"}}) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
   }
 }"""
 
@@ -212,6 +246,7 @@ def websocket_status(port, **headers) -> str:
 # -- the guard in front of the full UI -------------------------------------------------------
 
 
+@slow
 def test_the_ui_answers_its_own_pages(full_ui):
     status, page = request(full_ui, "GET", "/")
     assert status == 200 and "<html" in page.lower()
@@ -224,6 +259,7 @@ def test_the_ui_answers_its_own_pages(full_ui):
     )
 
 
+@slow
 @pytest.mark.parametrize(
     "host", ["evil.example", "evil.example:{port}", "127.0.0.1.evil.example:{port}", "0.0.0.0", ""]
 )
@@ -234,6 +270,7 @@ def test_dns_rebinding_host_headers_are_refused(full_ui, host):
     assert status in (400, 403)
 
 
+@slow
 def test_cross_origin_mutations_and_launches_are_refused(full_ui):
     selector = repository(full_ui)
     runs_before = run_count(full_ui)
@@ -275,11 +312,13 @@ def test_cross_origin_mutations_and_launches_are_refused(full_ui):
     assert "mine" in dynamic_partitions(full_ui)
 
 
+@slow
 def test_following_a_link_to_the_ui_still_works(full_ui):
     headers = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}
     assert request(full_ui, "GET", "/runs", headers=headers)[0] == 200
 
 
+@slow
 def test_the_read_only_ui_refuses_mutations_even_from_its_own_origin(read_only_ui):
     selector = repository(read_only_ui)
     status, data = graphql(read_only_ui, ADD_PARTITION, {"key": "ro", **selector})
@@ -289,7 +328,205 @@ def test_the_read_only_ui_refuses_mutations_even_from_its_own_origin(read_only_u
     assert graphql(read_only_ui, ADD_PARTITION, {"key": "ro", **selector}, Origin=EVIL)[0] == 403
 
 
+# -- each layer alone -------------------------------------------------------------------------
+
+
+@slow
+def test_the_guard_alone_refuses_a_cross_origin_launch_that_dagster_accepts(full_ui):
+    """Behind the guard Dagster is not read-only: the launch a foreign page sends is refused by
+    the guard alone, and the very same request from the UI's own origin launches a run."""
+    selector = repository(full_ui)
+    runs_before = run_count(full_ui)
+    rebinding = f"evil.example:{full_ui}"
+    for headers in (
+        {"Origin": EVIL},
+        {"Origin": "null"},  # a sandboxed frame, a redirect
+        {"Origin": None, "Sec-Fetch-Site": "cross-site"},
+        {"Host": rebinding, "Origin": f"http://{rebinding}"},  # DNS rebinding: same-origin to it
+    ):
+        status, text = graphql(full_ui, LAUNCH_RUN, selector, **headers)
+        assert status == 403 and "403 Forbidden" in text, headers
+    assert run_count(full_ui) == runs_before
+    status, data = graphql(full_ui, LAUNCH_RUN, selector)  # the UI's own origin
+    assert status == 200, data
+    launched = data["data"]["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    assert run_count(full_ui) == runs_before + 1
+    # the run is not needed: cancel it (another mutation only the UI's own origin may send)
+    run_id = launched["run"]["runId"]
+    terminate = "mutation($id: String!) { terminateRun(runId: $id) { __typename } }"
+    assert graphql(full_ui, terminate, {"id": run_id}, Origin=EVIL)[0] == 403
+    status, data = graphql(full_ui, terminate, {"id": run_id})
+    assert status == 200 and data["data"]["terminateRun"]["__typename"], data
+    wait_until_done(full_ui, run_id)  # no run worker left half-way at teardown
+
+
+def wait_until_done(port, run_id: str, within_s: float = 120.0) -> str | None:
+    """The run's final status, once it has one (None if it has none within ``within_s``)."""
+    query = "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
+    deadline = time.time() + within_s
+    while time.time() < deadline:
+        status, data = graphql(port, query, {"id": run_id})
+        final = data["data"]["runOrError"].get("status") if status == 200 else None
+        if final in ("SUCCESS", "FAILURE", "CANCELED"):
+            return final
+        time.sleep(1)
+    return None
+
+
+@slow
+def test_dagster_read_only_mode_alone_refuses_what_the_guard_would_have_refused(
+    unguarded_read_only_ui,
+):
+    """No guard in front (a rebinding Host and a foreign Origin get answers), but Dagster's
+    read-only mode refuses the mutations itself, by POST and by GET, and no run is created."""
+    from dagster import DagsterInstance
+
+    port, home = unguarded_read_only_ui
+    rebinding = {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}
+    status, data = graphql(port, "{ version }", **rebinding)
+    assert status == 200 and data["data"]["version"]  # the guard would have answered 403
+    selector = repository(port)
+    for headers in (rebinding, {"Origin": EVIL}, {"Origin": "null"}, {}):
+        status, data = graphql(port, LAUNCH_RUN, selector, **headers)
+        assert status == 200, (headers, data)
+        assert data["data"]["launchRun"]["__typename"] == "UnauthorizedError", headers
+        status, data = graphql(port, ADD_PARTITION, {"key": "evil", **selector}, **headers)
+        assert data["data"]["addDynamicPartition"]["__typename"] == "UnauthorizedError"
+    variables = urllib.request.quote(json.dumps(selector))
+    path = f"/graphql?query={urllib.request.quote(LAUNCH_RUN)}&variables={variables}"
+    status, text = request(port, "GET", path, headers=rebinding)  # a mutation by GET
+    assert status == 200 and json.loads(text)["data"]["launchRun"]["__typename"] == (
+        "UnauthorizedError"
+    )
+    assert "evil" not in dynamic_partitions(port)
+    assert run_count(port) == 0
+    with DagsterInstance.from_config(str(home)) as instance:  # the instance the UI serves
+        assert instance.get_runs_count() == 0
+
+
 # -- the guard itself, without a server ------------------------------------------------------
+
+
+class RecordingApp:
+    """The app behind the guard: answers 200 (or accepts the WebSocket) and records each call."""
+
+    def __init__(self):
+        self.calls: list[dict] = []
+
+    async def __call__(self, scope, receive, send):
+        self.calls.append(scope)
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.accept"})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+def through_guard(
+    headers: dict[str, str],
+    *,
+    method: str = "POST",
+    kind: str = "http",
+    query: str = "",
+    allowed_hosts: tuple[str, ...] = (),
+    extensions: dict | None = None,
+) -> tuple[bool, object]:
+    """Send one request (or WebSocket handshake) through OriginGuard to a RecordingApp:
+    whether the app was called, and the status answered (``"close"`` for a closed socket)."""
+    app = RecordingApp()
+    guard = OriginGuard(app, allowed_hosts=allowed_hosts)
+    scope = {
+        "type": kind,
+        "path": "/graphql",
+        "query_string": query.encode(),
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "extensions": extensions or {},
+    }
+    if kind == "http":
+        scope["method"] = method
+    sent: list[dict] = []
+
+    async def receive():
+        if kind == "websocket":
+            return {"type": "websocket.connect"}
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(guard(scope, receive, send))
+    first = sent[0]
+    answer = {
+        "http.response.start": lambda: first["status"],
+        "websocket.http.response.start": lambda: first["status"],
+        "websocket.accept": lambda: 101,
+        "websocket.close": lambda: "close",
+    }[first["type"]]()
+    assert (answer == 403 or answer == "close") != bool(app.calls), (answer, app.calls)
+    return bool(app.calls), answer
+
+
+OWN = {"Host": "127.0.0.1:3000", "Origin": "http://127.0.0.1:3000"}
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["evil.example", "evil.example:3000", "127.0.0.1.evil.example:3000", "0.0.0.0:3000", "devbox"],
+)
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_the_guard_refuses_a_host_it_does_not_serve(host, method):
+    assert through_guard({"Host": host}, method=method) == (False, 403)
+    assert through_guard({"Host": host, "Origin": f"http://{host}"}, method=method) == (False, 403)
+    assert through_guard({}, method=method) == (False, 403)  # no Host at all
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:3000", "localhost:8080", "[::1]:3000", "LOCALHOST"])
+def test_the_guard_passes_loopback_hosts_and_the_allowed_ones(host):
+    assert through_guard({"Host": host}, method="GET") == (True, 200)
+    assert through_guard({"Host": host, "Origin": f"http://{host}"}) == (True, 200)
+    assert through_guard({"Host": "devbox:3000"}, allowed_hosts=("devbox",)) == (True, 200)
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [EVIL, "null", "http://localhost:3001", "https://127.0.0.1:3000", "http://127.0.0.1:3000.evil"],
+)
+def test_the_guard_refuses_a_post_from_another_origin(origin):
+    assert through_guard({**OWN, "Origin": origin}) == (False, 403)
+    assert through_guard(OWN) == (True, 200)  # its own origin
+    assert through_guard({"Host": OWN["Host"]}) == (True, 200)  # a program: no Origin
+
+
+@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+def test_the_guard_refuses_a_cross_site_post_without_origin(site):
+    assert through_guard({"Host": OWN["Host"], "Sec-Fetch-Site": site}) == (False, 403)
+    navigate = {"Host": OWN["Host"], "Sec-Fetch-Site": site, "Sec-Fetch-Mode": "navigate"}
+    assert through_guard(navigate, method="GET") == (True, 200)  # following a link
+    assert through_guard(navigate) == (False, 403)  # a form POST is no navigation it lets in
+    assert through_guard({**OWN, "Sec-Fetch-Site": "same-origin"}) == (True, 200)
+
+
+@pytest.mark.parametrize("origin", [EVIL, "null", "http://localhost:3001"])
+def test_the_guard_refuses_a_websocket_from_another_origin(origin):
+    headers = {**OWN, "Origin": origin}
+    assert through_guard(headers, kind="websocket") == (False, "close")
+    can_answer = {"websocket.http.response": {}}  # the server can send a 403 for the handshake
+    assert through_guard(headers, kind="websocket", extensions=can_answer) == (False, 403)
+    rebinding = {"Host": "evil.example:3000", "Origin": "http://evil.example:3000"}
+    assert through_guard(rebinding, kind="websocket") == (False, "close")
+    assert through_guard(OWN, kind="websocket") == (True, 101)
+
+
+@pytest.mark.parametrize(
+    "text", ["mutation { launchRun }", "  MUTATION m { wipeAssets }", "{ a } mutation b { c }"]
+)
+def test_the_guard_refuses_a_mutation_sent_by_get(text):
+    query = urllib.parse.urlencode({"query": text})
+    assert through_guard(OWN, method="GET", query=query) == (False, 403)
+    assert through_guard({"Host": OWN["Host"]}, method="HEAD", query=query) == (False, 403)
+    assert through_guard(OWN, method="GET", query="query=%7B+version+%7D") == (True, 200)
+    assert through_guard(OWN, query=query) == (True, 200)  # by POST: the Origin rules apply
 
 
 def test_host_names_are_parsed_strictly():

@@ -50,3 +50,10 @@ def probe_or_stall(payload):
         request_time_limit(wanted)
     while True:
         time.sleep(60)
+
+
+def stalled_query(payload):
+    """A query that neither honours DuckDB's interrupt nor returns (as ``repeat('x', 1e9)``
+    does for seconds): only killing its process stops it, on any machine."""
+    while True:
+        time.sleep(60)

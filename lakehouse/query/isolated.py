@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from lakehouse.storage.store import Store
 
 GRACE_S = 8.0  # starting the process and opening the tables, on top of the query's own limit
+# what the worker process runs (the query in a session; a test may give it one that never ends)
+QUERY_TASK = "lakehouse.query.session:query_task"
 
 
 def run_isolated(
@@ -50,7 +52,7 @@ def run_isolated(
     }
     (outcome,) = list(
         run_supervised(
-            "lakehouse.query.session:query_task",
+            QUERY_TASK,
             [("query", payload)],
             workers=1,
             timeout_s=timeout + GRACE_S,
