@@ -122,6 +122,8 @@ def commit_loop(args: dict) -> dict:
     start = [{"source": f"k{i}", "uri": "/start", "annotation_files": []} for i in range(3)]
     lh.sync("sources", start, scope="true")
     for n in range(args["rounds"]):
+        if args.get("announce"):  # the test kills the writer once a round begins
+            print(f"round {n}", flush=True)
         keys = [f"k{(n * 7 + i) % args['keys']}" for i in range(8)]
         lh.upsert("sources", [{"source": k, "uri": f"/r{n}", "annotation_files": []} for k in keys])
         lh.sync(

@@ -346,3 +346,16 @@ def test_readers_switch_every_table_at_once(lh):
     assert newer["sources"] in kept and first["sources"] in kept
     assert lh.sql("select count(*) as n from sources").to_pylist() == [{"n": 3}]
     assert "_publication" not in lh.table_names()
+
+
+def test_moving_the_tag_to_a_version_that_is_gone_is_an_error_not_a_loop(lh):
+    """A tag creation that fails for another reason than a racing publisher raises at once."""
+    from lakehouse.storage.published import PUBLISHED_TAG, move_tag
+
+    lh.upsert("sources", [{"source": "a", "uri": "/a", "annotation_files": []}])
+    with pytest.raises((OSError, ValueError), match="(?i)version"):
+        move_tag(lh, "sources", 99)
+    assert PUBLISHED_TAG not in lh.dataset("sources").tags.list()
+    latest = lh.dataset("sources").version
+    move_tag(lh, "sources", latest)
+    assert lh.dataset("sources").tags.list()[PUBLISHED_TAG]["version"] == latest

@@ -1,5 +1,5 @@
-"""Advisory locks that serialize read-then-write steps across processes (e.g. allocating the
-next subset version number). A local root uses ``fcntl`` locks on files under
+"""Advisory locks that serialize read-then-write steps across processes (e.g. creating a table,
+switching the publication record). A local root uses ``fcntl`` locks on files under
 ``<root>/.locks``; the OS drops them when a holder dies, so a crash never leaves a stale lock.
 An object-store root has no shared file system: there the step relies on the table's
 primary-key merge (a racing writer of the same key updates the row instead of duplicating it).

@@ -14,7 +14,10 @@ Concurrent runs write to one linear history per table, so a snapshot may hold an
 that its own checks have not seen yet: that is why the checks run again here, over the whole
 snapshot (keys, spans) and over every vector written since the last publication (the fragments
 the published version does not have), rather than trusting each run's partition checks.
-Publications serialize on a lock (local roots) and never move a tag backwards.
+Publications serialize on the ``publish`` lock (local roots) and never move a tag backwards; from
+the snapshot to the tags they also hold the ``cleanup`` lock shared, so a cleanup never deletes
+a version being published or the Parquet copy being written (``tests/test_locks.py`` provokes
+each race).
 """
 
 from __future__ import annotations
@@ -63,7 +66,12 @@ def verify(lh: Store, versions: dict[str, int]) -> list[CheckOutcome]:
 def publish(lh: Store, tables: Sequence[str] = PIPELINE_TABLES) -> dict[str, int]:
     """Check the latest versions of ``tables`` and publish them; returns the versions readers
     see now. Raises PublicationError (and publishes nothing) when a blocking check fails."""
-    with lakehouse_lock(lh, "publish"):
+    # one publication at a time: two that both read the record before either wrote it would
+    # leave it at whichever wrote last, the older snapshot too. Cleanup waits from the snapshot
+    # to the tags: until the record names them, nothing keeps the snapshot's versions once a
+    # writer committed past them (the checks' lease ends with their session), and the Parquet
+    # copy being written is listed by no manifest yet.
+    with lakehouse_lock(lh, "publish"), lakehouse_lock(lh, CLEANUP_LOCK, shared=True):
         versions = snapshot(lh, tables)
         failed = [o for o in verify(lh, versions) if not o.passed]
         if failed:
@@ -74,15 +82,13 @@ def publish(lh: Store, tables: Sequence[str] = PIPELINE_TABLES) -> dict[str, int
                 f"{'; '.join(o.describe() for o in failed)}. Nothing was published; readers "
                 f"still see {shown or 'the versions published before'}. Fix the data and re-run."
             )
-        # cleanup must not run between the switch and the tags (it keeps what the record names)
-        with lakehouse_lock(lh, CLEANUP_LOCK, shared=True):
-            current = lh.publication()
-            merged = {**current}
-            for table, version in versions.items():  # never backwards
-                merged[table] = max(version, current.get(table, 0))
-            # before the switch: a reader of the new versions finds their SQL copy complete
-            mirror.publish(lh, {t: merged[t] for t in versions})
-            write_record(lh, merged)
-            for table in versions:
-                move_tag(lh, table, merged[table])
+        current = lh.publication()
+        merged = {**current}
+        for table, version in versions.items():  # never backwards
+            merged[table] = max(version, current.get(table, 0))
+        # before the switch: a reader of the new versions finds their SQL copy complete
+        mirror.publish(lh, {t: merged[t] for t in versions})
+        write_record(lh, merged)
+        for table in versions:
+            move_tag(lh, table, merged[table])
     return {t: merged[t] for t in versions}

@@ -37,8 +37,11 @@ def refresh_indexes(lh: Store) -> dict[str, Any]:
         table = lh.lancedb_table(name, latest=True)
         if table is None:
             continue
-        # two runs refreshing one table conflict on the index commit: one at a time (a lock on
-        # local roots), and a conflict is retried after re-reading which indexes exist
+        # one refresh of a table at a time (a lock on local roots): a second refresh that read
+        # the indexes before the first built them builds every one again (create_index
+        # replaces), the ANN index's training included; waiting, it finds them up to date.
+        # Racing commits (two folds of new rows) conflict and are retried after re-reading
+        # which indexes exist, so without the lock (an object store) only the work is doubled
         with lakehouse_lock(lh, f"index-{name}"):
             report[name] = commit_with_retry(
                 name, lambda table=table, name=name: _refresh(lh, table, name)

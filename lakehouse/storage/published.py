@@ -64,9 +64,12 @@ def move_tag(store: Store, table: str, version: int) -> None:
     if current is None:
         try:
             ds.tags.create(PUBLISHED_TAG, version)
-        except (OSError, ValueError) as exc:  # created by a racing publisher (object store)
-            if "exist" not in str(exc).lower():
+            return
+        except (OSError, ValueError):
+            # created meanwhile by a racing publisher (object store): move it below; any other
+            # failure (the version is gone) is raised as it is
+            current = store.dataset(table).tags.list().get(PUBLISHED_TAG)
+            if current is None:
                 raise
-            move_tag(store, table, version)
-    elif int(current["version"]) < version:
-        ds.tags.update(PUBLISHED_TAG, version)
+    if int(current["version"]) < version:
+        store.dataset(table).tags.update(PUBLISHED_TAG, version)

@@ -16,6 +16,14 @@ object store too, where no file lock exists. The member rows follow, then the co
 which is the commit marker readers go by (pending rows are invisible to them). A retry of the
 same run (``run_id``) finds its completed version and returns it, or resumes its pending claim,
 so a commit that landed before a crash is never recorded twice.
+
+Materializing takes no lock, on a local root either: the claim is what keeps two writers apart.
+A writer whose claim merge started from a version without the other's claim gets a retryable
+conflict (the key's unenforced-primary-key metadata) and its retry finds the number taken; a
+writer that reads the numbers after another one claimed counts the pending claim. Everything
+after the claim is scoped to the writer's own version (its members' sync, its
+``subset-<name>-v<version>`` tags, its record), so two materializations never touch each other's
+rows (``tests/test_locks.py`` races two of them at both points).
 """
 
 from __future__ import annotations
@@ -27,7 +35,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.core.errors import InputError, LakehouseError
-from lakehouse.core.locks import lakehouse_lock
 from lakehouse.core.schemas import SUBSET_CLIPS_TABLE, SUBSETS_TABLE
 from lakehouse.models.resolve import resolve_clip, resolve_text
 from lakehouse.storage.filters import in_list, sql_literal
@@ -108,36 +115,35 @@ def materialize_subset(
         if done:
             return get_version(lh, name, max(done))
     evaluation = evaluate(lh, definition, params)
-    with lakehouse_lock(lh, SUBSETS):
-        version = claim_version(lh, name, run_id)
-        tag = f"subset-{name}-v{version}"
-        for table, table_version in evaluation.table_versions.items():
-            if table_version:
-                _pin(lh, table, table_version, tag)
-        record = SubsetVersion(
-            name=name,
-            version=version,
-            description=definition.description,
-            definition_path=str(definition.path),
-            sql_text=definition.sql,
-            sql_hash=definition.sql_hash,
-            settings=definition.settings,
-            params=evaluation.params,
-            table_versions=evaluation.table_versions,
-            views=evaluation.views,
-            model_ids=evaluation.model_ids,
-            pin_tag=tag,
-            row_count=len(evaluation.clip_ids),
-            clips_hash=evaluation.clips_hash,
-            created_at=dt.datetime.now(dt.UTC),
-            run_id=run_id,
-            clip_ids=evaluation.clip_ids,
-        )
-        # the member rows first (exactly these: a resumed claim may have left others), then the
-        # completed subsets row, the commit marker readers go by
-        scope = f"name = {sql_literal(name)} AND version = {int(version)}"
-        lh.sync(SUBSET_CLIPS, _member_rows(record, evaluation), scope=scope)
-        lh.upsert(SUBSETS, [_record_row(record)])
+    version = claim_version(lh, name, run_id)
+    tag = f"subset-{name}-v{version}"
+    for table, table_version in evaluation.table_versions.items():
+        if table_version:
+            _pin(lh, table, table_version, tag)
+    record = SubsetVersion(
+        name=name,
+        version=version,
+        description=definition.description,
+        definition_path=str(definition.path),
+        sql_text=definition.sql,
+        sql_hash=definition.sql_hash,
+        settings=definition.settings,
+        params=evaluation.params,
+        table_versions=evaluation.table_versions,
+        views=evaluation.views,
+        model_ids=evaluation.model_ids,
+        pin_tag=tag,
+        row_count=len(evaluation.clip_ids),
+        clips_hash=evaluation.clips_hash,
+        created_at=dt.datetime.now(dt.UTC),
+        run_id=run_id,
+        clip_ids=evaluation.clip_ids,
+    )
+    # the member rows first (exactly these: a resumed claim may have left others), then the
+    # completed subsets row, the commit marker readers go by
+    scope = f"name = {sql_literal(name)} AND version = {int(version)}"
+    lh.sync(SUBSET_CLIPS, _member_rows(record, evaluation), scope=scope)
+    lh.upsert(SUBSETS, [_record_row(record)])
     return record
 
 
