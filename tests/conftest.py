@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,23 @@ def filters(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(lance.LanceDataset, "scanner", spy)
     return seen
+
+
+# -- Hypothesis profiles (tests/test_properties.py) -------------------------------------------
+# ``ci`` is the default (``make test``): derandomized, so a run is reproducible, and sized so the
+# property tests stay within about a minute and a half here. ``deep`` explores many more,
+# fresh examples each run (``pytest --hypothesis-profile=deep`` or ``HYPOTHESIS_PROFILE=deep``).
+# Neither keeps an example database, and Hypothesis's other files (its constants and unicode
+# caches, the patches it writes for failing examples) go to a folder outside the working tree.
+os.environ.setdefault(
+    "HYPOTHESIS_STORAGE_DIRECTORY", str(Path(tempfile.gettempdir()) / f"hypothesis-{os.getuid()}")
+)
+from hypothesis import settings as hypothesis_settings  # noqa: E402
+
+hypothesis_settings.register_profile(
+    "ci", max_examples=100, derandomize=True, database=None, deadline=None, print_blob=True
+)
+hypothesis_settings.register_profile(
+    "deep", max_examples=1000, derandomize=False, database=None, deadline=None, print_blob=True
+)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -95,6 +95,7 @@ SECRETS = [
     "select * from pragma_platform()",
     "select getenv('HOME')",
     "select * from which_secret('s3://bucket/x', 's3')",
+    "select * from duckdb_extension_repositories()",
     "with s as (select * from duckdb_settings()) select * from s",
     "select (select value from duckdb_settings() where name = 'temp_directory')",
 ]

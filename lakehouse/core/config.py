@@ -11,6 +11,8 @@ import dataclasses
 import hashlib
 import os
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -261,6 +263,7 @@ class Config:
         }
         kwargs: dict[str, Any] = {}
         known = {f.name for f in fields(cls)}
+        hints = typing.get_type_hints(cls)
         for key, value in data.items():
             if key not in known:
                 raise ConfigError(
@@ -268,10 +271,12 @@ class Config:
                 )
             if key in sections and isinstance(value, dict):
                 kwargs[key] = _build_section(sections[key], key, value)
-            elif key == "subset_dirs":
-                kwargs[key] = tuple(str(v) for v in value)
-            else:
+            elif key in sections and not isinstance(value, sections[key]):
+                raise ConfigError(f"[{key}] must be a table of settings, not {_shown(value)}.")
+            elif key in sections:
                 kwargs[key] = value
+            else:
+                kwargs[key] = _typed(key, value, hints[key])
         config = cls(**kwargs)
         if config.compute.backend not in COMPUTE_BACKENDS:
             raise ConfigError(
@@ -295,7 +300,12 @@ def normalize_root(root: str) -> str:
         raise ConfigError("The lakehouse root is empty; pass --root DIR or set LAKEHOUSE_ROOT.")
     if "://" in root and not root.startswith("file://"):
         return root.rstrip("/")
-    return str(Path(_strip_file_scheme(root)).expanduser().resolve())
+    try:
+        return str(Path(_strip_file_scheme(root)).expanduser().resolve())
+    except (RuntimeError, ValueError, OSError) as exc:  # ~nosuchuser, a NUL byte
+        raise ConfigError(
+            f"The lakehouse root {_shown(root)} is not a usable path ({exc})."
+        ) from None
 
 
 def _strip_file_scheme(root: str) -> str:
@@ -312,13 +322,60 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"Configuration file {path} cannot be read ({exc.strerror}).") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"Configuration file {path} is not valid TOML ({exc}); fix it.") from None
-    return data.get("lakehouse", data)
+    except UnicodeDecodeError:
+        raise ConfigError(f"Configuration file {path} is not UTF-8 text; fix it.") from None
+    data = data.get("lakehouse", data)
+    if not isinstance(data, dict):
+        raise ConfigError(f"[lakehouse] in {path} must be a table of settings.")
+    return data
 
 
 def _build_section(section_cls: type, name: str, values: dict[str, Any]) -> Any:
     known = {f.name: f for f in fields(section_cls)}
+    hints = typing.get_type_hints(section_cls)
     for key in values:
         if key not in known:
-            raise ConfigError(f"Unknown setting {name}.{key}; valid settings are {sorted(known)}.")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    return section_cls(**values)
+            raise ConfigError(
+                f"Unknown setting {name}.{_shown(key, quote=False)}; "
+                f"valid settings are {sorted(known)}."
+            )
+    return section_cls(**{k: _typed(f"{name}.{k}", v, hints[k]) for k, v in values.items()})
+
+
+def _typed(name: str, value: Any, kind: Any) -> Any:
+    """``value`` checked against the declared type ``kind`` of the setting ``name``: an int where
+    a float goes becomes that float (``interval_s = 2`` is ``2.0``: fingerprints print it), a
+    list where a tuple goes that tuple, a path where a string goes its text; any other type is a
+    :class:`ConfigError` (TOML's ``true`` is no number, ``"2"`` no integer)."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):  # only ``X | None`` is used
+        if value is None and type(None) in args:
+            return None
+        return _typed(name, value, next(a for a in args if a is not type(None)))
+    if isinstance(value, os.PathLike) and kind is str:
+        value = os.fspath(value)
+    if origin is tuple and isinstance(value, list | tuple):
+        return tuple(_typed(f"{name}[{i}]", v, args[0]) for i, v in enumerate(value))
+    if origin is dict and isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            key = _typed(f"a key of {name}", key, args[0])
+            out[key] = _typed(f"{name}.{_shown(key, quote=False)}", item, args[1])
+        return out
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind in (bool, int, float, str) and type(value) is kind:
+        return value
+    wanted = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    what = wanted.get(kind) or (
+        "a list of strings" if origin is tuple else "a table of strings" if origin is dict else kind
+    )
+    raise ConfigError(f"{name} must be {what}, not {_shown(value)}.")
+
+
+def _shown(value: Any, *, quote: bool = True) -> str:
+    """A value as one short line for a message."""
+    if isinstance(value, str) and not quote and value.isprintable():
+        return value
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -67,7 +67,7 @@ def tree(sql: str) -> dict[str, Any]:
 
     cursor = _cursor()
     try:
-        text = cursor.execute("SELECT json_serialize_sql(?::VARCHAR)", [sql]).fetchone()[0]
+        ((text,),) = cursor.execute("SELECT json_serialize_sql(?::VARCHAR)", [sql]).fetchall()
     except duckdb.Error as exc:
         raise ParseError(first_line(exc)) from None
     finally:

@@ -93,6 +93,12 @@ class Session:
                 "autoinstall_known_extensions": False,
                 "autoload_known_extensions": False,
                 "temp_directory": self.tmp,
+                # nothing in the session needs these folders; what a query could learn of them
+                # is our own empty one (given at connect: DuckDB derives paths such as its
+                # extension repositories from the home folder it starts with)
+                "home_directory": self.tmp,
+                "secret_directory": self.tmp,
+                "extension_directory": self.tmp,
             },
         )
         self.versions: dict[str, int] = {}
@@ -118,9 +124,6 @@ class Session:
         self.semantic.register()
         self.locked = locked
         _progress_bar_off(self.con)
-        for setting in ("home_directory", "secret_directory", "extension_directory"):
-            # nothing in the session needs them; what a query could read there is our own folder
-            self.con.execute(f"SET {setting} = '{self.tmp}'")
         if locked:
             if self.mirrored:  # before external access goes: the folders it may still read
                 from lakehouse.storage.filters import sql_literal
@@ -345,9 +348,9 @@ class Session:
 
     def _restore(self) -> None:
         """Reset the search path and drop any variable a statement set."""
-        path, variables = self.con.execute(
+        ((path, variables),) = self.con.execute(
             "SELECT current_setting('search_path'), (SELECT list(name) FROM duckdb_variables())"
-        ).fetchone()
+        ).fetchall()
         if path:
             self.con.execute("RESET search_path")
         for name in variables or []:
@@ -441,7 +444,9 @@ def _progress_bar_off(con: duckdb.DuckDBPyConnection) -> None:
     DuckDB starts with it off and refuses any ``SET`` of it, so a notebook must not try."""
     import duckdb
 
-    (enabled,) = con.execute("SELECT current_setting('enable_progress_bar')").fetchone()
+    # fetchall, not fetchone: DuckDB 2.0 keeps a result fetched in part open, and the next
+    # statement on the connection fails ("connection has an unfinished result")
+    ((enabled,),) = con.execute("SELECT current_setting('enable_progress_bar')").fetchall()
     if not enabled:
         return
     try:

@@ -158,7 +158,9 @@ def _lance_accepts(lh: Store, text: str) -> bool:
 def _pushable(where: dict[str, Any]) -> bool:
     """Whether every expression of ``where`` is one Lance evaluates the same way (comparisons,
     AND/OR/NOT, IN, BETWEEN, IS NULL, casts of constants) over the clip metadata stored next to
-    every vector."""
+    every vector. A comparison of a text column with a number (or a number column with text)
+    is not: DuckDB casts the column and fails on the first value that is not a number, Lance
+    plans ``NOT (viewpoint = 0)`` and fails while scanning; DuckDB reports it."""
     for node in parse.nodes(where):
         if not parse.is_expression(node):
             continue
@@ -166,4 +168,23 @@ def _pushable(where: dict[str, Any]) -> bool:
             return False
         if node["type"] == "COLUMN_REF" and node["column_names"][-1] not in PUSHDOWN_COLUMNS:
             return False
+        operands = [node.get(k) for k in ("left", "right", "input", "lower", "upper")]
+        kinds = {_kind(o) for o in [*operands, *node.get("children", [])] if isinstance(o, dict)}
+        if len(kinds - {None}) > 1:
+            return False
     return True
+
+
+TEXT_COLUMNS = {"clip_id", *(f.name for f in schemas.SEARCH_METADATA if str(f.type) == "string")}
+LITERAL_KINDS = {"STRING": "text", "INTEGER": "number", "NUMERIC": "number", "NULL_LITERAL": None}
+
+
+def _kind(operand: dict[str, Any]) -> str | None:
+    """What a comparison's operand holds: ``text``, ``number`` or another constant's kind; None
+    for NULL and for what is no column or constant."""
+    if operand.get("type") == "COLUMN_REF":
+        return "text" if operand["column_names"][-1] in TEXT_COLUMNS else "number"
+    if operand.get("class") == "CONSTANT":
+        kind = str((operand.get("literal") or {}).get("kind", "")).upper()
+        return LITERAL_KINDS.get(kind, kind)
+    return None

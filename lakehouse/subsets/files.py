@@ -126,10 +126,10 @@ def get_subset(config: Config, name: str) -> SubsetDefinition:
 
 def parse_subset(path: Path, text: str | None = None) -> SubsetDefinition:
     """Parse a subset file: name from the file name, description and settings from its header."""
-    name = path.stem
+    name, shown = path.stem, _shown(path)
     if not NAME.match(name):
         raise InputError(
-            f"Subset file {path} must be named in lowercase letters, digits and underscores "
+            f"Subset file {shown} must be named in lowercase letters, digits and underscores "
             "(like egocentric_tool_use_over_30s.sql)."
         )
     text = path.read_text(encoding="utf-8") if text is None else text
@@ -148,25 +148,25 @@ def parse_subset(path: Path, text: str | None = None) -> SubsetDefinition:
         key, raw = match.groups()
         if key not in SETTINGS:
             raise InputError(
-                f"{path}: unknown setting @{key}; known settings are "
+                f"{shown}: unknown setting @{key}; known settings are "
                 f"{', '.join('@' + s for s in sorted(SETTINGS))}."
             )
         try:
             settings[key] = tomllib.loads(f"value = {raw}")["value"]
         except tomllib.TOMLDecodeError as exc:
-            raise InputError(f"{path}: @{key} is not a TOML value ({exc}).") from None
+            raise InputError(f"{shown}: @{key} is not a TOML value ({exc}).") from None
     if not body(text).strip():
-        raise InputError(f"Subset file {path} has no query; add a SELECT returning clip_id.")
-    _check_settings(path, settings)
+        raise InputError(f"Subset file {shown} has no query; add a SELECT returning clip_id.")
+    _check_settings(shown, settings)
     if description and description[0].startswith(f"{name}:"):
         description = description[1:]  # the dbt-style "name: one row per clip" opening line
     summary = " ".join(description).strip()
     return SubsetDefinition(name, path, text, summary, settings)
 
 
-def _check_settings(path: Path, settings: dict[str, Any]) -> None:
+def _check_settings(shown: str, settings: dict[str, Any]) -> None:
     def bad(message: str) -> InputError:
-        return InputError(f"{path}: {message}")
+        return InputError(f"{shown}: {message}")
 
     params = settings.get("params", {})
     if not isinstance(params, dict):
@@ -182,15 +182,31 @@ def _check_settings(path: Path, settings: dict[str, Any]) -> None:
             raise bad('@semantic mode must be "caption" or "visual".')
         if "min_score" not in semantic and "top_k" not in semantic:
             raise bad("@semantic needs min_score and/or top_k.")
+        score = semantic.get("min_score", 0.0)
+        if not isinstance(score, int | float) or isinstance(score, bool):
+            raise bad("@semantic min_score must be a number, like 0.5.")
+        if "top_k" in semantic and not _is_count(semantic["top_k"]):
+            raise bad("@semantic top_k must be a non-negative integer.")
     for key in ("sample", "seed"):
         value = settings.get(key)
-        if value is not None and (not isinstance(value, int) or value < 0):
+        if value is not None and not _is_count(value):
             raise bad(f"@{key} must be a non-negative integer.")
     if "balance_by" in settings:
         if not isinstance(settings["balance_by"], str) or not NAME.match(settings["balance_by"]):
             raise bad('@balance_by must name one column of the result, like "viewpoint".')
         if "sample" not in settings:
             raise bad("@balance_by needs @sample (the size of the balanced sample).")
+
+
+def _is_count(value: Any) -> bool:
+    """A non-negative integer (TOML's ``true`` is no count)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _shown(path: Path) -> str:
+    """The path for a one-line message: control characters (a newline in a file name) and
+    undecodable bytes escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(path))
 
 
 def body(text: str) -> str:
