@@ -30,8 +30,13 @@ FAST = ["-m", "not slow"]
 
 # module -> the tests that exercise it (run for every mutant that those tests cover)
 TARGETS: dict[str, list[str]] = {
-    "lakehouse/query/guard.py": ["tests/test_sql_attacks.py", "tests/test_sql.py"],
+    "lakehouse/query/guard.py": [
+        "tests/test_guard.py",
+        "tests/test_sql_attacks.py",
+        "tests/test_sql.py",
+    ],
     "lakehouse/query/session.py": [
+        "tests/test_guard.py",
         "tests/test_sql_attacks.py",
         "tests/test_sql.py",
         "tests/test_mirror.py",
