@@ -264,7 +264,7 @@ def _small(lh: Lakehouse, **sql) -> Lakehouse:
     [
         "select count(*) from range(1000000000000)",
         "with recursive t(n) as (select 1 union all select n + 1 from t) select count(*) from t",
-        "select count(*) from range(100000) a, range(100000) b where a.range + b.range = -1",
+        "select count(*) from range(10000000) a, range(1000000) b where a.range + b.range = -1",
         "select max(a.range * b.range) from range(1000000) a, range(1000000) b",
     ],
 )
