@@ -57,8 +57,10 @@ TARGETS: dict[str, list[str]] = {
     "lakehouse/publication/publish.py": ["tests/test_publication.py", "tests/test_locks.py"],
     "lakehouse/subsets/versions.py": ["tests/test_subsets.py", "tests/test_crash.py"],
 }
-# modules whose tests are all marked slow (servers, process kills) run them anyway
-RUN_SLOW = {"lakehouse/cli/ui_guard.py"}
+# modules whose slow tests (servers, process kills) must run too; none yet: the UI guard is
+# mutated against its server-free tests, since mutmut's wrapper around OriginGuard.__call__ is
+# no coroutine function and uvicorn then serves it as an ASGI2 app, which fails every request
+RUN_SLOW: set[str] = set()
 
 
 def run(module: str) -> dict:
@@ -92,7 +94,12 @@ def run(module: str) -> dict:
     with open(work / "mutmut.log", "w") as log:
         subprocess.run([*mutmut, "run"], cwd=work, env=env, stdout=log, stderr=log, check=False)
     subprocess.run([*mutmut, "export-cicd-stats"], cwd=work, env=env, capture_output=True)
-    stats = json.loads((work / "mutants" / "mutmut-cicd-stats.json").read_text())
+    stats_file = work / "mutants" / "mutmut-cicd-stats.json"
+    if not stats_file.exists():  # mutmut stopped before testing a mutant: its log says why
+        summary = {"module": module, "tests": tests, "error": "no mutant was tested; see the log"}
+        (work / "summary.json").write_text(json.dumps(summary, indent=1))
+        return summary
+    stats = json.loads(stats_file.read_text())
     listing = subprocess.run(
         [*mutmut, "results"], cwd=work, env=env, capture_output=True, text=True
     ).stdout
@@ -120,6 +127,9 @@ def main(argv: list[str]) -> int:
         return 2
     for module in modules:
         summary = run(module)
+        if "error" in summary:
+            print(f"{module}: {summary['error']}", flush=True)
+            continue
         print(
             f"{module}: {summary['killed']} killed, {summary['survived']} survived, "
             f"{summary['timeout']} timed out, {summary['no_tests']} without tests of "
