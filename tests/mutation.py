@@ -101,9 +101,14 @@ def run(module: str) -> dict:
         return summary
     stats = json.loads(stats_file.read_text())
     listing = subprocess.run(
-        [*mutmut, "results"], cwd=work, env=env, capture_output=True, text=True
+        [*mutmut, "results", "--all", "true"], cwd=work, env=env, capture_output=True, text=True
     ).stdout
-    survivors = [line.split(":")[0].strip() for line in listing.splitlines() if "survived" in line]
+    # a mutant no selected test reaches survives too: both are listed
+    survivors = [
+        line.split(":")[0].strip()
+        for line in listing.splitlines()
+        if line.rstrip().endswith(("survived", "no tests"))
+    ]
     diffs = []
     for name in survivors:
         shown = subprocess.run(
