@@ -6,6 +6,7 @@ box covers and how they are hidden (``_blur_box``, exactly), and ``FaceBlurrer``
 ``expand``, ``min_confidence``, ``reset`` and ``close``."""
 
 import dataclasses
+import inspect
 import json
 import shutil
 import tarfile
@@ -436,7 +437,8 @@ def scenes() -> Scenes:
     pytest.importorskip("mediapipe", reason="the signals extra (mediapipe) is not installed")
     cbook = pytest.importorskip("matplotlib.cbook", reason="matplotlib (its sample face) is absent")
     cv2 = import_cv2()
-    from lakehouse.media.detectors import import_mediapipe
+    from lakehouse.media.detectors import face_detector
+    from lakehouse.subsets.privacy import FaceBlurrer
 
     path = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
     face = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
@@ -449,9 +451,8 @@ def scenes() -> Scenes:
         frames[name] = frames["blank"].copy()
         for x in sides:
             frames[name][:, x : x + w] = face
-    detector = import_mediapipe().solutions.face_detection.FaceDetection(
-        model_selection=1, min_detection_confidence=0.3
-    )
+    default = inspect.signature(FaceBlurrer).parameters["min_confidence"].default
+    detector = face_detector(default)  # the blurrer's own threshold
     boxes, scores = {}, {}
     try:
         for name, frame in frames.items():
@@ -605,40 +606,45 @@ def test_expand_grows_the_blurred_box(scenes, blurrer, expand):
     assert bottom - top == pytest.approx((1 + 2 * expand) * (box[3] - box[1]) * 600, abs=2)
 
 
-def test_the_blurrer_asks_mediapipe_for_the_full_range_model_at_its_threshold(
-    scenes, blurrer, monkeypatch
-):
-    """What the blurrer asks MediaPipe for: the full-range model at ``min_confidence``. Checked
-    at the call, since MediaPipe 0.10.14 ignores the threshold (the two tests below)."""
-    from lakehouse.media.detectors import import_mediapipe
+def test_the_blurrer_asks_for_the_full_range_model_at_its_threshold(scenes, blurrer, monkeypatch):
+    """What the blurrer asks MediaPipe for: the full-range model at ``min_confidence``, set on
+    the calculator that applies it (lakehouse.media.detectors.face_detector)."""
+    from lakehouse.media import detectors
+    from lakehouse.subsets import privacy
 
-    solution = import_mediapipe().solutions.face_detection
     calls = []
-    real = solution.FaceDetection
 
-    def spy(**settings):
-        calls.append(settings)
-        return real(**settings)
+    def spy(min_confidence):
+        calls.append(min_confidence)
+        return detectors.face_detector(min_confidence)
 
-    monkeypatch.setattr(solution, "FaceDetection", spy)
+    monkeypatch.setattr(privacy, "face_detector", spy)
     blurrer()
     blurrer(min_confidence=0.7)
-    assert calls == [
-        {"model_selection": 1, "min_detection_confidence": 0.3},
-        {"model_selection": 1, "min_detection_confidence": 0.7},
-    ]
+    assert calls == [0.6, 0.7]
+    assert detectors.FACE_GRAPH.endswith("face_detection_full_range_cpu.binarypb")
 
 
-# MediaPipe's Python FaceDetection expands its graph first and sets min_detection_confidence on
-# the expanded graph's options afterwards, where nothing reads it: the detector keeps the
-# threshold its graph file was built with (0.6, in TensorsToDetectionsCalculator).
-IGNORED_THRESHOLD = (
-    "MediaPipe 0.10.14's FaceDetection ignores min_detection_confidence; its graph's own "
-    "threshold (0.6) applies"
-)
+def test_the_threshold_asked_for_is_the_one_applied(scenes):
+    """MediaPipe 0.10.14's own FaceDetection ignores ``min_detection_confidence`` (its graph's
+    0.6 applies whatever is asked); the detector the lakehouse builds applies it: a face found
+    at 0.3 is not found at a threshold above its score."""
+    from lakehouse.media.detectors import face_detector, import_mediapipe
+
+    (score,) = scenes.scores["left"]
+    frame = scenes.frame("left")
+    strict = face_detector(min(0.99, score + 0.01))
+    stock = import_mediapipe().solutions.face_detection.FaceDetection(
+        model_selection=1, min_detection_confidence=min(0.99, score + 0.01)
+    )
+    try:
+        assert strict.process(frame).detections is None
+        assert len(stock.process(frame).detections or []) == 1  # the setting did nothing
+    finally:
+        strict.close()
+        stock.close()
 
 
-@pytest.mark.xfail(strict=True, reason=IGNORED_THRESHOLD)
 def test_a_min_confidence_above_the_face_score_finds_no_face(scenes, blurrer):
     (score,) = scenes.scores["left"]
     assert score < 0.99
@@ -648,17 +654,19 @@ def test_a_min_confidence_above_the_face_score_finds_no_face(scenes, blurrer):
     assert counts(b) == (1, 0, 0)
 
 
-@pytest.mark.xfail(strict=True, reason=IGNORED_THRESHOLD)
 def test_a_weak_face_above_min_confidence_is_blurred(scenes, blurrer):
     """Grace Hopper's portrait 62 px wide on grey: the full-range model scores her face about
-    0.48 (with its threshold really set to 0.3), between the blurrer's 0.3 and the graph's 0.6."""
+    0.48, above a blurrer asked for 0.3 (which MediaPipe's own FaceDetection would not honour:
+    its 0.6 applies) and below the default 0.6."""
     cv2 = import_cv2()
     frame = np.full((600, 1024, 3), 128, np.uint8)
     small = cv2.resize(scenes.frames["left"][:, :512], (62, 73), interpolation=cv2.INTER_AREA)
     frame[200:273, 300:362] = small
-    b = blurrer()
+    b = blurrer(min_confidence=0.3)
     b(frame)
     assert counts(b) == (1, 1, 1)
+    default = blurrer()
+    assert default(frame) is frame and counts(default) == (1, 0, 0)
 
 
 def test_reset_forgets_the_boxes_but_not_the_counts(scenes, blurrer):

@@ -154,7 +154,9 @@ class SignalSettings:
     short_side: int = 480
     hand_min_confidence: float = 0.5
     pose_min_confidence: float = 0.5
-    face_min_confidence: float = 0.5
+    # the threshold MediaPipe's face detector applied whatever was asked, until the lakehouse set
+    # it itself (lakehouse.media.detectors.face_detector): the default keeps what signals meant
+    face_min_confidence: float = 0.6
     # a clip whose only face detections score below this needs a person's review
     face_review_score: float = 0.8
     # below this camera motion (frame widths per second) a clip counts as a static camera

@@ -80,6 +80,30 @@ def resolve_signals_model() -> str:
     )
 
 
+FACE_GRAPH = "mediapipe/modules/face_detection/face_detection_full_range_cpu.binarypb"
+FACE_THRESHOLD = (
+    "facedetectionfullrange__facedetection__TensorsToDetectionsCalculator.min_score_thresh"
+)
+
+
+def face_detector(min_confidence: float) -> Any:
+    """MediaPipe's full-range face detector keeping detections that score ``min_confidence`` or
+    more; ``.process(rgb).detections`` as from ``solutions.face_detection.FaceDetection``.
+
+    That solution's own ``min_detection_confidence`` has no effect in MediaPipe 0.10.14: it is
+    set on the expanded graph's options, which nothing reads, and the graph file's threshold
+    (0.6) applies whatever is asked (tests/test_privacy.py). Here the threshold is set on the
+    calculator that applies it."""
+    import_mediapipe()
+    from mediapipe.python.solution_base import SolutionBase
+
+    return SolutionBase(
+        binary_graph_path=FACE_GRAPH,
+        calculator_params={FACE_THRESHOLD: float(min_confidence)},
+        outputs=["detections"],
+    )
+
+
 def import_mediapipe() -> Any:
     """Import MediaPipe, or say how to install it."""
     import warnings
@@ -144,9 +168,7 @@ class FrameAnalyzer:
             model_complexity=1,
             min_detection_confidence=settings.pose_min_confidence,
         )
-        self._faces = solutions.face_detection.FaceDetection(
-            model_selection=1, min_detection_confidence=settings.face_min_confidence
-        )
+        self._faces = face_detector(settings.face_min_confidence)
 
     def __enter__(self) -> FrameAnalyzer:
         return self

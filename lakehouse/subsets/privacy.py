@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lakehouse.core.errors import InputError
+from lakehouse.media.detectors import face_detector, resolve_signals_model
 
 if TYPE_CHECKING:
     import numpy as np
@@ -51,14 +52,10 @@ class FaceBlurrer:
     blurred. A box is pixelated to 8 px blocks and then smoothed, which does not invert.
     """
 
-    def __init__(self, min_confidence: float = 0.3, expand: float = 0.25, persist_frames: int = 5):
-        from lakehouse.media.detectors import import_mediapipe, resolve_signals_model
-
+    def __init__(self, min_confidence: float = 0.6, expand: float = 0.25, persist_frames: int = 5):
         resolve_signals_model()  # a clear error when MediaPipe is missing
-        mp = import_mediapipe()
-        self._detector = mp.solutions.face_detection.FaceDetection(
-            model_selection=1, min_detection_confidence=min_confidence
-        )
+        self.min_confidence = min_confidence
+        self._detector = face_detector(min_confidence)
         self.expand = expand
         self.persist_frames = persist_frames
         self._recent: list[tuple[int, list[float]]] = []  # (frames left, box)
