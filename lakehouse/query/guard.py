@@ -82,9 +82,9 @@ def check_statement(sql: str) -> None:
         )
     if kind == "EXPLAIN":
         prefix = EXPLAIN_PREFIX.match(sql)
-        sql = sql[prefix.end() :] if prefix else ""
-        if parse.statement_types(sql) != ["SELECT"]:
+        if prefix is None or parse.statement_types(sql[prefix.end() :]) != ["SELECT"]:
             raise QueryRefusedError("Query refused: EXPLAIN is allowed for SELECT queries only.")
+        sql = sql[prefix.end() :]
     check_functions(sql)
 
 
@@ -94,9 +94,7 @@ def check_functions(sql: str) -> None:
     before anything runs."""
     tree = parse.tree(sql)  # a text DuckDB cannot parse comes back as an error tree
     if tree.get("error"):
-        raise QueryRefusedError(
-            f"Query refused: it cannot be checked ({tree.get('error_message', 'unknown')})."
-        )
+        raise QueryRefusedError(f"Query refused: it cannot be checked ({tree['error_message']}).")
     for node in parse.nodes(tree["statements"]):
         kind = node.get("type")
         if kind == "TABLE_FUNCTION":
