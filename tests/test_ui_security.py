@@ -409,62 +409,101 @@ def test_dagster_read_only_mode_alone_refuses_what_the_guard_would_have_refused(
 
 
 class RecordingApp:
-    """The app behind the guard: answers 200 (or accepts the WebSocket) and records each call."""
+    """The app behind the guard: reads the request, answers 200 (or accepts the WebSocket) and
+    records each call."""
 
     def __init__(self):
         self.calls: list[dict] = []
 
     async def __call__(self, scope, receive, send):
         self.calls.append(scope)
+        message = await receive()
         if scope["type"] == "websocket":
+            assert message == {"type": "websocket.connect"}
             await send({"type": "websocket.accept"})
             return
+        assert message["type"] == "http.request"
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
 
+HOST = "the Host header names no address this UI serves (DNS rebinding?)"
+ORIGIN = "cross-origin requests are not accepted"
+SITE = "cross-site requests are not accepted"
+BY_GET = "GraphQL mutations must be sent with POST"
+PASSED = (True, 200, None)
+
+
+def refusal_reason(sent: list[dict]) -> str:
+    """The reason in a 403 answer, after checking the whole answer is well formed: a start
+    with plain-text headers (and the right length for HTTP), then the body, and nothing more."""
+    start, body = sent
+    websocket = start["type"].startswith("websocket.")
+    prefix = "websocket.http." if websocket else "http."
+    assert start["type"] == prefix + "response.start" and body["type"] == prefix + "response.body"
+    assert start["status"] == 403
+    text = body["body"].decode()
+    if websocket:
+        assert start["headers"] == [(b"content-type", b"text/plain")]
+    else:
+        length = str(len(body["body"])).encode()
+        assert start["headers"] == [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", length),
+        ]
+    assert text.startswith("403 Forbidden: ") and text.endswith(".\n"), text
+    return text.removeprefix("403 Forbidden: ").removesuffix(".\n")
+
+
 def through_guard(
-    headers: dict[str, str],
+    headers: dict[str, str] | list[tuple[str, str]],
     *,
     method: str = "POST",
     kind: str = "http",
     query: str = "",
     allowed_hosts: tuple[str, ...] = (),
     extensions: dict | None = None,
-) -> tuple[bool, object]:
+) -> tuple[bool, object, str | None]:
     """Send one request (or WebSocket handshake) through OriginGuard to a RecordingApp:
-    whether the app was called, and the status answered (``"close"`` for a closed socket)."""
+    whether the app was called, the status answered (``101`` for an accepted WebSocket,
+    ``"close"`` for one closed with 1008), and the reason given with a 403 (else None)."""
     app = RecordingApp()
     guard = OriginGuard(app, allowed_hosts=allowed_hosts)
+    pairs = headers.items() if isinstance(headers, dict) else headers
     scope = {
         "type": kind,
         "path": "/graphql",
         "query_string": query.encode(),
-        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "headers": [(k.lower().encode(), v.encode()) for k, v in pairs],
         "extensions": extensions or {},
     }
     if kind == "http":
         scope["method"] = method
     sent: list[dict] = []
+    received: list[dict] = []
 
     async def receive():
-        if kind == "websocket":
-            return {"type": "websocket.connect"}
-        return {"type": "http.request", "body": b"", "more_body": False}
+        message = (
+            {"type": "websocket.connect"}
+            if kind == "websocket"
+            else {"type": "http.request", "body": b"", "more_body": False}
+        )
+        received.append(message)
+        return message
 
     async def send(message):
         sent.append(message)
 
     asyncio.run(guard(scope, receive, send))
-    first = sent[0]
-    answer = {
-        "http.response.start": lambda: first["status"],
-        "websocket.http.response.start": lambda: first["status"],
-        "websocket.accept": lambda: 101,
-        "websocket.close": lambda: "close",
-    }[first["type"]]()
-    assert (answer == 403 or answer == "close") != bool(app.calls), (answer, app.calls)
-    return bool(app.calls), answer
+    called = bool(app.calls)
+    assert len(received) == (1 if called or kind == "websocket" else 0)
+    if called:
+        assert app.calls == [scope]
+        answer = {"http.response.start": 200, "websocket.accept": 101}[sent[0]["type"]]
+        return True, answer, None
+    if sent == [{"type": "websocket.close", "code": 1008}]:
+        return False, "close", None
+    return False, 403, refusal_reason(sent)
 
 
 OWN = {"Host": "127.0.0.1:3000", "Origin": "http://127.0.0.1:3000"}
@@ -476,16 +515,20 @@ OWN = {"Host": "127.0.0.1:3000", "Origin": "http://127.0.0.1:3000"}
 )
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_the_guard_refuses_a_host_it_does_not_serve(host, method):
-    assert through_guard({"Host": host}, method=method) == (False, 403)
-    assert through_guard({"Host": host, "Origin": f"http://{host}"}, method=method) == (False, 403)
-    assert through_guard({}, method=method) == (False, 403)  # no Host at all
+    assert through_guard({"Host": host}, method=method) == (False, 403, HOST)
+    own_origin = {"Host": host, "Origin": f"http://{host}"}
+    assert through_guard(own_origin, method=method) == (False, 403, HOST)
+    assert through_guard({}, method=method) == (False, 403, HOST)  # no Host at all
+    assert through_guard({"Host": ""}, method=method) == (False, 403, HOST)
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1:3000", "localhost:8080", "[::1]:3000", "LOCALHOST"])
 def test_the_guard_passes_loopback_hosts_and_the_allowed_ones(host):
-    assert through_guard({"Host": host}, method="GET") == (True, 200)
-    assert through_guard({"Host": host, "Origin": f"http://{host}"}) == (True, 200)
-    assert through_guard({"Host": "devbox:3000"}, allowed_hosts=("devbox",)) == (True, 200)
+    assert through_guard({"Host": host}, method="GET") == PASSED
+    assert through_guard({"Host": host, "Origin": f"http://{host}"}) == PASSED
+    assert through_guard({"Host": "devbox:3000"}, allowed_hosts=("devbox",)) == PASSED
+    assert through_guard({"Host": "DevBox"}, allowed_hosts=(" DEVBOX ", " ")) == PASSED
+    assert through_guard({"Host": "xxxx"}, allowed_hosts=("devbox",)) == (False, 403, HOST)
 
 
 @pytest.mark.parametrize(
@@ -493,29 +536,50 @@ def test_the_guard_passes_loopback_hosts_and_the_allowed_ones(host):
     [EVIL, "null", "http://localhost:3001", "https://127.0.0.1:3000", "http://127.0.0.1:3000.evil"],
 )
 def test_the_guard_refuses_a_post_from_another_origin(origin):
-    assert through_guard({**OWN, "Origin": origin}) == (False, 403)
-    assert through_guard(OWN) == (True, 200)  # its own origin
-    assert through_guard({"Host": OWN["Host"]}) == (True, 200)  # a program: no Origin
+    assert through_guard({**OWN, "Origin": origin}) == (False, 403, ORIGIN)
+    assert through_guard(OWN) == PASSED  # its own origin
+    assert through_guard({"Host": OWN["Host"]}) == PASSED  # a program: no Origin
+    assert through_guard({"Host": "LocalHost:3000", "Origin": " http://localhost:3000"}) == PASSED
 
 
-@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+def test_the_guard_refuses_a_second_host_or_origin_header():
+    """Which of two headers a server reads is its own choice: the guard answers neither."""
+    duplicate = "duplicate {} header"
+    second_host = [*OWN.items(), ("Host", "evil.example")]
+    assert through_guard(second_host) == (False, 403, duplicate.format("host"))
+    second_origin = [*OWN.items(), ("Origin", EVIL)]
+    assert through_guard(second_origin) == (False, 403, duplicate.format("origin"))
+    two_sites = [*OWN.items(), ("Sec-Fetch-Site", "same-origin"), ("Sec-Fetch-Site", "none")]
+    assert through_guard(two_sites) == PASSED  # other headers may repeat
+
+
+@pytest.mark.parametrize("site", ["cross-site", "same-site", "Cross-Site"])
 def test_the_guard_refuses_a_cross_site_post_without_origin(site):
-    assert through_guard({"Host": OWN["Host"], "Sec-Fetch-Site": site}) == (False, 403)
+    assert through_guard({"Host": OWN["Host"], "Sec-Fetch-Site": site}) == (False, 403, SITE)
     navigate = {"Host": OWN["Host"], "Sec-Fetch-Site": site, "Sec-Fetch-Mode": "navigate"}
-    assert through_guard(navigate, method="GET") == (True, 200)  # following a link
-    assert through_guard(navigate) == (False, 403)  # a form POST is no navigation it lets in
-    assert through_guard({**OWN, "Sec-Fetch-Site": "same-origin"}) == (True, 200)
+    assert through_guard(navigate, method="GET") == PASSED  # following a link
+    assert through_guard(navigate, method="HEAD") == PASSED
+    assert through_guard(navigate) == (False, 403, SITE)  # a form POST is no navigation
+    assert through_guard(navigate, kind="websocket") == (False, "close", None)
+    assert through_guard({**OWN, "Sec-Fetch-Site": "same-origin"}) == PASSED
+    assert through_guard({**OWN, "Sec-Fetch-Site": "none"}) == PASSED  # typed in the address bar
 
 
 @pytest.mark.parametrize("origin", [EVIL, "null", "http://localhost:3001"])
 def test_the_guard_refuses_a_websocket_from_another_origin(origin):
     headers = {**OWN, "Origin": origin}
-    assert through_guard(headers, kind="websocket") == (False, "close")
+    assert through_guard(headers, kind="websocket") == (False, "close", None)
     can_answer = {"websocket.http.response": {}}  # the server can send a 403 for the handshake
-    assert through_guard(headers, kind="websocket", extensions=can_answer) == (False, 403)
+    assert through_guard(headers, kind="websocket", extensions=can_answer) == (False, 403, ORIGIN)
     rebinding = {"Host": "evil.example:3000", "Origin": "http://evil.example:3000"}
-    assert through_guard(rebinding, kind="websocket") == (False, "close")
-    assert through_guard(OWN, kind="websocket") == (True, 101)
+    assert through_guard(rebinding, kind="websocket") == (False, "close", None)
+    assert through_guard(rebinding, kind="websocket", extensions=can_answer) == (
+        False,
+        403,
+        HOST,
+    )
+    assert through_guard(OWN, kind="websocket") == (True, 101, None)
+    assert through_guard(OWN, kind="websocket", query="query=mutation") == (True, 101, None)
 
 
 @pytest.mark.parametrize(
@@ -523,19 +587,46 @@ def test_the_guard_refuses_a_websocket_from_another_origin(origin):
 )
 def test_the_guard_refuses_a_mutation_sent_by_get(text):
     query = urllib.parse.urlencode({"query": text})
-    assert through_guard(OWN, method="GET", query=query) == (False, 403)
-    assert through_guard({"Host": OWN["Host"]}, method="HEAD", query=query) == (False, 403)
-    assert through_guard(OWN, method="GET", query="query=%7B+version+%7D") == (True, 200)
-    assert through_guard(OWN, query=query) == (True, 200)  # by POST: the Origin rules apply
+    assert through_guard(OWN, method="GET", query=query) == (False, 403, BY_GET)
+    assert through_guard({"Host": OWN["Host"]}, method="HEAD", query=query) == (False, 403, BY_GET)
+    assert through_guard(OWN, method="OPTIONS", query=query) == (False, 403, BY_GET)
+    second = urllib.parse.urlencode([("query", "{ version }"), ("query", text)])
+    assert through_guard(OWN, method="GET", query=second) == (False, 403, BY_GET)
+    assert through_guard(OWN, method="GET", query="query=%7B+version+%7D") == PASSED
+    assert through_guard(OWN, method="GET", query="query=muta&query=tion") == PASSED
+    assert through_guard(OWN, query=query) == PASSED  # by POST: the Origin rules apply
+
+
+def test_other_traffic_passes_the_guard_untouched():
+    """ASGI lifespan events are no requests: the guard hands them on as they are."""
+    scope = {"type": "lifespan"}
+    calls: list = []
+
+    async def receive():
+        return {"type": "lifespan.startup"}
+
+    async def send(message):
+        raise AssertionError(message)
+
+    async def app(scope, receive, send):
+        calls.append((scope, await receive()))
+
+    asyncio.run(OriginGuard(app)(scope, receive, send))
+    assert calls == [(scope, {"type": "lifespan.startup"})]
 
 
 def test_host_names_are_parsed_strictly():
     assert host_name("127.0.0.1:3000") == "127.0.0.1"
     assert host_name("[::1]:3000") == "::1"
-    assert host_name("LOCALHOST") == "localhost"
+    assert host_name("[::1]") == "::1"
+    assert host_name(" LOCALHOST ") == "localhost"
     assert host_name("localhost.evil.example:3000") == "localhost.evil.example"
+    assert host_name("[::1]:3000]") == "::1"  # the first closing bracket ends the address
+    assert host_name("[::1") == "[::1"  # no closing bracket: not an address it takes apart
+    assert host_name("::1") == "::1"  # more than one colon: no port to cut off
+    assert host_name("") == ""
     guard = OriginGuard(None, allowed_hosts=["devbox"])
     scope = {"type": "http", "method": "POST", "headers": [(b"host", b"devbox:3000")]}
     assert guard.refusal(scope) is None
     scope["headers"].append((b"host", b"evil.example"))
-    assert "duplicate" in guard.refusal(scope)
+    assert guard.refusal(scope) == "duplicate host header"
