@@ -586,3 +586,65 @@ def test_racing_materializations_get_distinct_versions_without_a_lock(monkeypatc
         assert tags[record.pin_tag]["version"] == record.table_versions["clips"]
     assert reader.count("subset_clips") == 5
     assert reader.count("subsets") == 2
+
+
+# -- the lock itself --------------------------------------------------------------------------
+
+
+def probe(lh: Any, name: str, mode: int) -> bool:
+    """Whether ``flock(mode)`` on the lock file, through a descriptor of its own, would succeed
+    now (it is released at once)."""
+    fd = os.open(os.path.join(lh.root, ".locks", f"{name}.lock"), os.O_RDWR)
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return True
+    finally:
+        os.close(fd)
+
+
+def open_descriptors() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def test_a_lock_is_exclusive_unless_asked_to_be_shared(lh):
+    before = open_descriptors()
+    with lakehouse_lock(lh, "x"):  # the default: nobody else, not even a reader
+        assert not probe(lh, "x", fcntl.LOCK_SH)
+    assert probe(lh, "x", fcntl.LOCK_EX)  # released
+    with lakehouse_lock(lh, "x", shared=True):
+        assert probe(lh, "x", fcntl.LOCK_SH)  # other readers come in
+        assert not probe(lh, "x", fcntl.LOCK_EX)  # a writer waits
+    assert probe(lh, "x", fcntl.LOCK_EX)
+    assert open_descriptors() == before  # the lock file is closed again
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = os.stat(os.path.join(lh.root, ".locks", "x.lock")).st_mode & 0o777
+    assert mode == 0o644 & ~umask  # readable by other users' readers, writable by the owner
+
+
+def test_a_root_without_room_for_locks_is_read_without_them_and_never_written(lh):
+    """Where the lock folder cannot be made (a read-only root; here a file in its place), a
+    shared lock lets the reader through without a lock, and an exclusive one refuses the write."""
+    os.makedirs(lh.root, exist_ok=True)
+    with open(os.path.join(lh.root, ".locks"), "w") as in_the_way:
+        in_the_way.write("a file where the lock folder goes")
+    with lakehouse_lock(lh, "x", shared=True):
+        pass
+    with pytest.raises(FileExistsError), lakehouse_lock(lh, "x"):
+        raise AssertionError("an exclusive lock was granted without a lock file")
+
+
+def test_a_lock_interrupted_while_waiting_closes_its_file(lh, monkeypatch):
+    before = open_descriptors()
+
+    def interrupted(fd: int, operation: int) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fcntl, "flock", interrupted)
+    with pytest.raises(KeyboardInterrupt), lakehouse_lock(lh, "x"):
+        raise AssertionError("the lock was granted")
+    assert open_descriptors() == before
