@@ -25,6 +25,7 @@ import urllib.request
 
 import pytest
 
+from lakehouse.cli import ui_guard
 from lakehouse.cli.ui import ui_command
 from lakehouse.cli.ui_guard import OriginGuard, host_name
 from lakehouse.core.config import Config
@@ -630,3 +631,38 @@ def test_host_names_are_parsed_strictly():
     assert guard.refusal(scope) is None
     scope["headers"].append((b"host", b"evil.example"))
     assert guard.refusal(scope) == "duplicate host header"
+
+
+def test_the_guard_command_line_runs_the_webserver_and_the_daemon_it_needs():
+    """What ``python -m lakehouse.cli.ui_guard`` runs (the server tests above run it for real)."""
+    args = ui_guard.parse_args([])
+    assert ui_guard.webserver_argv(args) == [
+        "dagster-webserver", "-m", "dagster_defs", "-h", "127.0.0.1", "-p", "3000",
+    ]  # fmt: skip
+    assert ui_guard.daemon_argv(args) == [
+        sys.executable, "-m", "dagster._daemon", "run", "-m", "dagster_defs",
+    ]  # fmt: skip
+    argv = ["--read-only", "-h", "::1", "-p", "4001", "-m", "defs", "--allow-host", "a"]
+    args = ui_guard.parse_args([*argv, "--allow-host", "b"])
+    assert args.allow_host == ["a", "b"]
+    assert ui_guard.webserver_argv(args) == [
+        "dagster-webserver", "-m", "defs", "-h", "::1", "-p", "4001", "--read-only",
+    ]  # fmt: skip
+    assert ui_guard.daemon_argv(args) is None  # read-only: no run to start
+    long_names = ["--host", "::1", "--port", "4001", "--module", "defs", "--read-only"]
+    assert vars(ui_guard.parse_args(long_names)) == {**vars(args), "allow_host": []}
+
+
+def test_the_webserver_is_served_behind_the_guard():
+    served: list = []
+
+    def serve(app, **kwargs):
+        served.append((app, kwargs))
+        return "served"
+
+    app = RecordingApp()
+    assert ui_guard.guarded(serve, ["devbox"])(app, host="127.0.0.1", port=3000) == "served"
+    [(guard, kwargs)] = served
+    assert kwargs == {"host": "127.0.0.1", "port": 3000, "interface": "asgi3"}
+    assert isinstance(guard, OriginGuard) and guard.app is app
+    assert guard.hosts == {"127.0.0.1", "localhost", "::1", "devbox"}

@@ -116,34 +116,20 @@ class OriginGuard:
         await send({"type": "http.response.body", "body": body})
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m lakehouse.cli.ui_guard", add_help=False)
     parser.add_argument("-h", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, default=3000)
     parser.add_argument("--read-only", action="store_true")
     parser.add_argument("--allow-host", action="append", default=[])
     parser.add_argument("--module", "-m", default="dagster_defs")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    import uvicorn
 
-    serve = uvicorn.run
-
-    def guarded(app: Any, **kwargs: Any) -> Any:
-        # the guard is an ASGI 3 app; said outright, not guessed from its __call__'s signature
-        kwargs["interface"] = "asgi3"
-        return serve(OriginGuard(app, allowed_hosts=args.allow_host), **kwargs)
-
-    uvicorn.run = guarded  # dagster_webserver.cli calls uvicorn.run(app, …) with its ASGI app
-    daemon = None
-    if not args.read_only:  # runs launched from the UI are queued: the daemon starts them
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "dagster._daemon", "run", "-m", args.module],
-            env=dict(os.environ),
-        )
-    from dagster_webserver import cli as webserver
-
-    sys.argv = [
+def webserver_argv(args: argparse.Namespace) -> list[str]:
+    """The command line ``dagster-webserver`` is run with (in this process)."""
+    read_only = ["--read-only"] if args.read_only else []
+    return [
         "dagster-webserver",
         "-m",
         args.module,
@@ -151,8 +137,38 @@ def main(argv: list[str] | None = None) -> int:
         args.host,
         "-p",
         str(args.port),
-        *(["--read-only"] if args.read_only else []),
+        *read_only,
     ]
+
+
+def daemon_argv(args: argparse.Namespace) -> list[str] | None:
+    """The ``dagster-daemon`` command started beside the webserver, or None (read-only: no run
+    can be launched, so none needs starting)."""
+    if args.read_only:
+        return None
+    return [sys.executable, "-m", "dagster._daemon", "run", "-m", args.module]
+
+
+def guarded(serve: Callable[..., Any], allowed_hosts: Iterable[str]) -> Callable[..., Any]:
+    """``serve`` (``uvicorn.run``) serving its app behind an :class:`OriginGuard`."""
+
+    def run(app: Any, **kwargs: Any) -> Any:
+        # the guard is an ASGI 3 app; said outright, not guessed from its __call__'s signature
+        return serve(OriginGuard(app, allowed_hosts=allowed_hosts), **kwargs, interface="asgi3")
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import uvicorn
+
+    uvicorn.run = guarded(uvicorn.run, args.allow_host)  # dagster_webserver.cli calls it
+    command = daemon_argv(args)
+    daemon = None if command is None else subprocess.Popen(command, env=dict(os.environ))
+    from dagster_webserver import cli as webserver
+
+    sys.argv = webserver_argv(args)
     try:
         webserver.main()
     except SystemExit as exc:
