@@ -55,6 +55,11 @@ TARGETS: dict[str, list[str]] = {
     "lakehouse/storage/leases.py": ["tests/test_locks.py", "tests/test_publication.py"],
     "lakehouse/storage/published.py": ["tests/test_publication.py", "tests/test_locks.py"],
     "lakehouse/publication/publish.py": ["tests/test_publication.py", "tests/test_locks.py"],
+    "lakehouse/publication/checks.py": [
+        "tests/test_checks.py",
+        "tests/test_publication.py",
+        "tests/test_privacy.py",
+    ],
     "lakehouse/subsets/versions.py": ["tests/test_subsets.py", "tests/test_crash.py"],
 }
 # modules whose slow tests (servers, process kills) must run too; none: mutmut sees which tests
